@@ -1,0 +1,40 @@
+# The only place that knows the command lines. `make book` and `make test` set up .venv on first use.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+PIP    := $(PY) -m pip install --quiet --disable-pip-version-check
+# pip may warn about absent local package mirrors on some machines; keep real errors visible.
+QUIET  := { grep -v '^WARNING: Location' || true; }
+export MPLBACKEND ?= Agg
+export NO_ALBUMENTATIONS_UPDATE := 1
+export PYTHONHASHSEED := 0
+
+.PHONY: book test test-slow bench clean venv
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) --upgrade pip 2>&1 | $(QUIET)
+	$(PIP) -r requirements.txt 2>&1 | $(QUIET)
+	$(PIP) --no-deps -e . 2>&1 | $(QUIET)
+	$(PY) -c "import samocta, torch, torchvision, segment_anything"
+	touch $@
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m slow
+
+book: $(STAMP)
+	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+
+bench: $(STAMP)
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf _build

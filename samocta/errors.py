@@ -1,0 +1,18 @@
+"""Exceptions a user can cause, each with a message that says what is wrong and how to fix it."""
+
+from __future__ import annotations
+
+
+class SamOctaError(Exception):
+    """Base class of every error the package raises on purpose."""
+
+
+class DatasetError(SamOctaError, ValueError):
+    """A dataset root, file or label is missing, unreadable or inconsistent.
+
+    The message names every offending path and what was expected there.
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
