@@ -1,0 +1,112 @@
+"""The torch ``Dataset`` for one segmentation task: image, task mask, prompt, id."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+from torch.utils.data import Dataset
+
+from samocta.data.augment import augment_sample, make_augmentation
+from samocta.data.octa500 import OCTA500, TASKS, Sample
+from samocta.errors import DatasetError
+
+PromptFn = Callable[..., Any]
+
+
+class SegmentationDataset(Dataset):
+    """Samples of one task, optionally augmented, with prompts drawn from the augmented target.
+
+    Each item is a dict:
+
+    - ``"image"``: uint8 ``(H, W, 3)``, channels in the index's layer order;
+    - ``"mask"``: bool ``(H, W)``, the task label after augmentation;
+    - ``"labels"``: every loaded label after the same augmentation (cross negatives need the other vessel class);
+    - ``"prompt"``: ``prompt_fn(mask, rng, labels=labels)`` or None;
+    - ``"target"``: the prompt's own target (local mode: one component) when it has one, else ``mask``;
+    - ``"id"``: the subject id.
+
+    Randomness for item ``i`` comes from ``numpy.random.default_rng([seed, epoch, id])`` so that any
+    epoch can be replayed exactly (``set_epoch``); with ``fixed_prompts=True`` the epoch is left out,
+    which gives each subject the same prompt every time (validation and test).
+
+    Args:
+        index: an ``OCTA500`` index.
+        ids: the subject ids to serve, in order.
+        task: one of ``TASKS``.
+        prompt_fn: called as ``prompt_fn(mask, rng, labels=labels)``; see ``samocta.prompts``.
+        augment: False, True (the ``"paper"`` preset), a preset name, or an ``albumentations.Compose``
+            built with keypoint support.
+        seed: base seed.
+        fixed_prompts: draw the same prompt for a subject in every epoch.
+        cache: keep decoded samples in memory (a 3M subject takes about 0.7 MB).
+    """
+
+    def __init__(
+        self,
+        index: OCTA500,
+        ids: Sequence[int],
+        task: str,
+        prompt_fn: PromptFn | None = None,
+        augment: bool | str | Any = False,
+        seed: int = 0,
+        fixed_prompts: bool = False,
+        cache: bool = True,
+    ) -> None:
+        if task not in TASKS:
+            raise DatasetError(f"unknown task {task!r}; expected one of {TASKS}")
+        if task not in index.tasks:
+            raise DatasetError(
+                f"task {task} has no labels in {index.label_dir} (looked for its folder); present: {index.tasks}"
+            )
+        missing = [i for i in ids if i not in index.ids]
+        if missing:
+            raise DatasetError(f"{len(missing)} id(s) not in the {index.fov} index at {index.fov_dir}: {missing[:10]}")
+        self.index, self.ids, self.task = index, [int(i) for i in ids], task
+        self.prompt_fn, self.seed, self.fixed_prompts = prompt_fn, int(seed), fixed_prompts
+        if augment is True:
+            augment = "paper"
+        self.transform = make_augmentation(augment) if isinstance(augment, str) else (augment or None)
+        self.epoch = 0
+        self._cache: dict[int, Sample] | None = {} if cache else None
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentation and prompts the next items use."""
+        self.epoch = int(epoch)
+
+    def sample(self, sample_id: int) -> Sample:
+        """The un-augmented sample (cached)."""
+        if self._cache is not None and sample_id in self._cache:
+            return self._cache[sample_id]
+        sample = self.index.load(sample_id)
+        if self._cache is not None:
+            self._cache[sample_id] = sample
+        return sample
+
+    def rng(self, sample_id: int) -> np.random.Generator:
+        """The generator for one item in the current epoch (or fixed, see ``fixed_prompts``)."""
+        key = [self.seed, sample_id] if self.fixed_prompts else [self.seed, self.epoch, sample_id]
+        return np.random.default_rng(key)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        sid = self.ids[i]
+        sample = self.sample(sid)
+        rng = self.rng(sid)
+        image, labels = sample.image, sample.labels
+        if self.transform is not None:
+            aug_seed = int(np.random.default_rng([self.seed, self.epoch, sid, 1]).integers(2**31 - 1))
+            image, labels, _ = augment_sample(self.transform, image, labels, None, seed=aug_seed)
+        mask = labels[self.task]
+        prompt = self.prompt_fn(mask, rng, labels=labels) if self.prompt_fn is not None else None
+        target = getattr(prompt, "target", None)
+        return {
+            "image": image,
+            "mask": mask,
+            "labels": labels,
+            "prompt": prompt,
+            "target": mask if target is None else target,
+            "id": sid,
+        }

@@ -1,0 +1,339 @@
+"""OCTA-500 as distributed: the official release tree and the re-arranged tree of the SAM-OCTA code.
+
+Both trees hold, per field of view (FoV), three OCTA en-face projections and five 2-D labels per
+subject id. The FoV of an id comes from its number (3M: 10301-10500, 6M: 10001-10300), never from a
+folder name. See ``shared/reference/octa500.md`` in the project for the facts this module relies on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
+from samocta.errors import DatasetError
+
+FOVS = ("3M", "6M")
+FOV_ID_RANGE = {"3M": (10301, 10500), "6M": (10001, 10300)}
+FOV_SIZE = {"3M": 304, "6M": 400}
+FOV_MM = {"3M": 3.0, "6M": 6.0}
+TASKS = ("RV", "FAZ", "Capillary", "Artery", "Vein")
+TASK_FOLDERS = {
+    "RV": "GT_LargeVessel",
+    "FAZ": "GT_FAZ",
+    "Capillary": "GT_Capillary",
+    "Artery": "GT_Artery",
+    "Vein": "GT_Vein",
+}
+# The paper's channel order: outer retina, inner retina, full depth -> SAM's R, G, B statistics.
+LAYERS = ("OPL_BM", "ILM_OPL", "FULL")
+VESSEL_TASKS = ("RV", "Capillary", "Artery", "Vein")
+
+# (FoV folder, projection folder) per layout; "official" keeps labels in one shared Label/ folder.
+_LAYOUT_DIRS = {
+    "official": ({"3M": "OCTA_3mm", "6M": "OCTA_6mm"}, "Projection Maps"),
+    "samocta": ({"3M": "OCTA_3M", "6M": "OCTA_6M"}, "ProjectionMaps"),
+}
+
+DIHEDRAL = ("identity", "rot90", "rot180", "rot270", "flip", "rot90+flip", "rot180+flip", "rot270+flip")
+
+
+def fov_of(sample_id: int) -> str | None:
+    """The FoV ("3M" or "6M") an OCTA-500 subject id belongs to, or None outside both ranges."""
+    for fov, (lo, hi) in FOV_ID_RANGE.items():
+        if lo <= sample_id <= hi:
+            return fov
+    return None
+
+
+def pixel_size_um(fov: str, size: int | None = None) -> float:
+    """Lateral pixel size in micrometres for an en-face image of ``size`` pixels (default: the FoV's own)."""
+    return FOV_MM[fov] * 1000.0 / (size or FOV_SIZE[fov])
+
+
+def _check_fov(fov: str) -> str:
+    if fov not in FOVS:
+        raise DatasetError(f"unknown field of view {fov!r}; expected one of {FOVS}")
+    return fov
+
+
+@dataclass
+class Sample:
+    """One subject: the stacked projections and the binary labels.
+
+    Attributes:
+        id: the OCTA-500 subject id, e.g. 10301.
+        fov: "3M" or "6M".
+        image: uint8 ``(H, W, 3)``, channels in the index's ``layers`` order (default ``LAYERS``).
+        labels: task name -> bool ``(H, W)``.
+        meta: free-form extras (synthetic samples keep their generator facts here).
+    """
+
+    id: int
+    fov: str
+    image: np.ndarray
+    labels: dict[str, np.ndarray]
+    meta: dict = field(default_factory=dict)
+
+
+def orientation_scores(image: np.ndarray, label: np.ndarray) -> dict[str, float]:
+    """Pearson correlation of an image with each dihedral transform of a label.
+
+    A vessel label correlates clearly with its own projection (0.52 on 3M 10441) and hardly at
+    all with any rotated or flipped copy (<= 0.05), so the arg-max says how a label is oriented.
+
+    Args:
+        image: ``(H, W)`` projection, any numeric dtype.
+        label: bool ``(H, W)`` vessel label.
+
+    Returns:
+        transform name (see ``DIHEDRAL``) -> correlation; transforms that change the shape of a
+        non-square label are left out.
+    """
+    img = image.astype(np.float32).ravel()
+    img = (img - img.mean()) / (img.std() + 1e-8)
+    lab = label.astype(np.float32)
+    scores = {}
+    for i, name in enumerate(DIHEDRAL):
+        t = np.rot90(lab, i % 4)
+        if i >= 4:
+            t = t[:, ::-1]
+        if t.shape != label.shape:
+            continue
+        v = t.ravel()
+        sd = v.std()
+        scores[name] = float(np.dot(img, v - v.mean()) / (img.size * sd)) if sd > 0 else 0.0
+    return scores
+
+
+class OCTA500:
+    """Index of an OCTA-500 tree for one FoV, in the official or the SAM-OCTA layout.
+
+    Official release::
+
+        <root>/OCTA_3mm/Projection Maps/OCTA(FULL)/<id>.bmp   (and OCTA(ILM_OPL), OCTA(OPL_BM))
+        <root>/Label/GT_LargeVessel/<id>.bmp                   (GT_FAZ, GT_Capillary, GT_Artery, GT_Vein)
+
+    Re-arranged tree of the SAM-OCTA code::
+
+        <root>/OCTA_3M/ProjectionMaps/OCTA(FULL)/<id>.bmp
+        <root>/OCTA_3M/GT_LargeVessel/<id>.bmp
+
+    Args:
+        root: the dataset folder, its parent, or the FoV folder itself.
+        fov: "3M" or "6M".
+        layers: channel order of ``Sample.image``; the paper's ``LAYERS`` by default.
+
+    Attributes:
+        layout: "official" or "samocta".
+        ids: sorted subject ids present on disk (any projection) within the FoV's id range.
+        tasks: tasks whose label folder exists; ``missing_tasks`` the others.
+
+    Raises:
+        DatasetError: the root does not exist or holds no data of this FoV.
+    """
+
+    def __init__(self, root: str | os.PathLike, fov: str, layers: tuple[str, ...] = LAYERS) -> None:
+        self.fov = _check_fov(fov)
+        if sorted(layers) != sorted(LAYERS):
+            raise DatasetError(f"layers must be an ordering of {LAYERS}, got {layers}")
+        self.layers = tuple(layers)
+        root = Path(root).expanduser()
+        if not root.is_dir():
+            raise DatasetError(f"dataset root does not exist or is not a folder: {root}")
+        self.layout, self.fov_dir, self.label_dir = self._locate(root)
+        self.root = root
+        proj_dir = self.fov_dir / _LAYOUT_DIRS[self.layout][1]
+        self._files: dict[str, dict[int, Path]] = {}
+        self.stray: list[str] = []  # files whose id belongs to no FoV or to the other one
+        for layer in LAYERS:
+            self._files[layer] = self._scan(proj_dir / f"OCTA({layer})", projection=True)
+        self.tasks: tuple[str, ...] = tuple(t for t in TASKS if (self.label_dir / TASK_FOLDERS[t]).is_dir())
+        self.missing_tasks: tuple[str, ...] = tuple(t for t in TASKS if t not in self.tasks)
+        for task in self.tasks:
+            self._files[task] = self._scan(self.label_dir / TASK_FOLDERS[task], projection=False)
+        self.ids: list[int] = sorted(set().union(*(self._files[layer].keys() for layer in LAYERS)))
+        if not self.ids:
+            raise DatasetError(
+                f"no {fov} projection maps under {proj_dir}: expected files named <id>.bmp or <id>.png "
+                f"with ids {FOV_ID_RANGE[fov][0]}-{FOV_ID_RANGE[fov][1]} in OCTA(FULL), OCTA(ILM_OPL), OCTA(OPL_BM)"
+            )
+
+    def _locate(self, root: Path) -> tuple[str, Path, Path]:
+        candidates = [root]
+        if any(root.name in dirs.values() for dirs, _ in _LAYOUT_DIRS.values()):
+            candidates.append(root.parent)
+        candidates += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        for base in candidates:
+            for layout, (fov_dirs, proj) in _LAYOUT_DIRS.items():
+                fov_dir = base / fov_dirs[self.fov]
+                if (fov_dir / proj).is_dir():
+                    label_dir = base / "Label" if layout == "official" else fov_dir
+                    return layout, fov_dir, label_dir
+        other = [f for f in FOVS if f != self.fov]
+        found_other = any(
+            (base / dirs[o] / proj).is_dir() for base in candidates for dirs, proj in _LAYOUT_DIRS.values() for o in other
+        )
+        hint = f" (it holds {other[0]} data: did you mean fov={other[0]!r}?)" if found_other else ""
+        off, sam = (_LAYOUT_DIRS[k][0][self.fov] for k in ("official", "samocta"))
+        raise DatasetError(
+            f"no OCTA-500 {self.fov} data under {root}{hint}: expected "
+            f"'{off}/Projection Maps/OCTA(FULL)/<id>.bmp' with 'Label/GT_*' (official release) or "
+            f"'{sam}/ProjectionMaps/OCTA(FULL)/<id>.bmp' with '{sam}/GT_*' (SAM-OCTA layout), "
+            "in that folder or one below it"
+        )
+
+    def _scan(self, folder: Path, projection: bool) -> dict[int, Path]:
+        files: dict[int, Path] = {}
+        if not folder.is_dir():
+            return files
+        # .bmp wins over .png for the same id: it is the release's own format.
+        for path in sorted(folder.iterdir(), key=lambda p: IMAGE_SUFFIXES.index(p.suffix.lower()) if p.suffix.lower() in IMAGE_SUFFIXES else 9, reverse=True):
+            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.stem.isdigit():
+                continue
+            sid = int(path.stem)
+            owner = fov_of(sid)
+            if owner == self.fov:
+                files[sid] = path
+            elif projection:
+                where = f"belongs to {owner}" if owner else "is in neither FoV's range"
+                self.stray.append(f"{path}: id {sid} {where}, found among {self.fov} projections; ignored")
+        return files
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        return f"OCTA500(root={str(self.root)!r}, fov={self.fov!r}, layout={self.layout!r}, ids={len(self.ids)}, tasks={self.tasks})"
+
+    def path(self, sample_id: int, name: str) -> Path:
+        """Where the file for a layer (``LAYERS``) or a task (``TASKS``) of ``sample_id`` is, or should be."""
+        if name in LAYERS:
+            folder = self.fov_dir / _LAYOUT_DIRS[self.layout][1] / f"OCTA({name})"
+        elif name in TASKS:
+            folder = self.label_dir / TASK_FOLDERS[name]
+        else:
+            raise KeyError(f"{name!r} is neither a layer {LAYERS} nor a task {TASKS}")
+        return self._files.get(name, {}).get(sample_id, folder / f"{sample_id}.bmp")
+
+    def _read(self, sample_id: int, tasks: tuple[str, ...], check_orientation: bool) -> tuple[Sample | None, list[str]]:
+        problems: list[str] = []
+        channels: dict[str, np.ndarray] = {}
+        for layer in LAYERS:
+            path = self.path(sample_id, layer)
+            if sample_id not in self._files[layer]:
+                problems.append(f"missing projection: {path}")
+                continue
+            try:
+                channels[layer] = read_grey(path)
+            except DatasetError as exc:
+                problems.append(str(exc))
+        shapes = {layer: a.shape for layer, a in channels.items()}
+        if len(set(shapes.values())) > 1:
+            problems.append(f"id {sample_id}: projection sizes differ: " + ", ".join(f"{k} {v}" for k, v in shapes.items()))
+        ref_shape = channels["FULL"].shape if "FULL" in channels else next(iter(shapes.values()), None)
+        labels: dict[str, np.ndarray] = {}
+        for task in tasks:
+            path = self.path(sample_id, task)
+            if task not in self.tasks or sample_id not in self._files[task]:
+                problems.append(f"missing label: {path}")
+                continue
+            try:
+                raw = read_grey(path)
+            except DatasetError as exc:
+                problems.append(str(exc))
+                continue
+            if ref_shape is not None and raw.shape != ref_shape:
+                problems.append(f"{path}: label size {raw.shape} differs from the projections' {ref_shape}")
+                continue
+            values = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
+            if set(values.tolist()) <= {0, 1}:
+                labels[task] = raw > 0  # a {0, 1} re-encoding circulates; read it as such
+            elif set(values.tolist()) <= {0, 255}:
+                labels[task] = raw > 127
+            else:
+                shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
+                problems.append(f"{path}: label values {{{shown}}} outside {{0, 255}}; expected a binary mask")
+        if check_orientation and "FULL" in channels:
+            for task in VESSEL_TASKS:
+                if task in labels and labels[task].any():
+                    scores = orientation_scores(channels["FULL"], labels[task])
+                    best = max(scores, key=scores.get)
+                    if best != "identity" and scores[best] - scores["identity"] > 0.02:
+                        problems.append(
+                            f"{self.path(sample_id, task)}: label orientation disagrees with "
+                            f"{self.path(sample_id, 'FULL')}: the label matches the image best after "
+                            f"'{best}' (r={scores[best]:.2f}) rather than as stored (r={scores['identity']:.2f}); "
+                            "some copies of the 3 mm data are rotated by 90 degrees: re-orient the labels or the projections"
+                        )
+        if problems:
+            return None, problems
+        image = np.stack([channels[layer] for layer in self.layers], axis=-1)
+        return Sample(id=sample_id, fov=self.fov, image=image, labels=labels), []
+
+    def load(self, sample_id: int, tasks: tuple[str, ...] | list[str] | None = None, check_orientation: bool = True) -> Sample:
+        """Read one subject.
+
+        Args:
+            sample_id: an id from ``self.ids``.
+            tasks: the labels to read; default every task present in this tree.
+            check_orientation: correlate each vessel label with the FULL projection over the 8
+                rotations/flips and refuse a label that matches best when transformed.
+
+        Returns:
+            the ``Sample``, image uint8 ``(H, W, 3)`` in ``self.layers`` order, labels bool ``(H, W)``.
+
+        Raises:
+            DatasetError: listing every problem of this subject (missing or unreadable files with
+                their paths, size mismatches, non-binary labels, a mis-oriented label).
+        """
+        if sample_id not in self.ids:
+            owner = fov_of(sample_id)
+            where = f"it is a {owner} id" if owner and owner != self.fov else f"not found under {self.fov_dir}"
+            raise DatasetError(f"id {sample_id} is not in this {self.fov} index ({where})")
+        tasks = tuple(self.tasks if tasks is None else tasks)
+        unknown = [t for t in tasks if t not in TASKS]
+        if unknown:
+            raise DatasetError(f"unknown task(s) {unknown}; expected some of {TASKS}")
+        sample, problems = self._read(sample_id, tasks, check_orientation)
+        if sample is None:
+            raise DatasetError(f"id {sample_id}: " + "; ".join(problems), problems)
+        return sample
+
+    def validate(self, check_orientation: bool = True, progress: bool = False) -> list[str]:
+        """Every problem of the tree, one message per problem, each naming its path.
+
+        Tasks whose whole label folder is absent are not problems (see ``missing_tasks``).
+        """
+        from tqdm.auto import tqdm
+
+        problems = list(self.stray)
+        for sid in tqdm(self.ids, desc=f"checking {self.fov}", disable=not progress, leave=False):
+            _, found = self._read(sid, self.tasks, check_orientation)
+            problems.extend(found)
+        return problems
+
+    def summary(self) -> str:
+        """A short human-readable description: layout, ids, labels per task, image size."""
+        lines = [
+            f"OCTA-500 {self.fov} ({self.layout} layout) at {self.fov_dir}",
+            f"  ids: {len(self.ids)} ({self.ids[0]}-{self.ids[-1]})",
+        ]
+        for layer in LAYERS:
+            lines.append(f"  projection {layer:<8} {len(self._files[layer])} files")
+        for task in TASKS:
+            n = len(self._files[task]) if task in self.tasks else 0
+            state = f"{n} labels" if task in self.tasks else f"absent (no {self.label_dir / TASK_FOLDERS[task]})"
+            lines.append(f"  task {task:<10} {state}")
+        first = self.path(self.ids[0], "FULL")
+        try:
+            h, w = read_grey(first).shape
+            nominal = FOV_SIZE[self.fov]
+            note = "" if (h, w) == (nominal, nominal) else f" (the release has {nominal}x{nominal})"
+            lines.append(f"  image size: {h}x{w}{note}")
+        except DatasetError as exc:
+            lines.append(f"  image size: unknown ({exc})")
+        return "\n".join(lines)
