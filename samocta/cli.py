@@ -7,12 +7,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Callable, Sequence
+from typing import Sequence
 
 from samocta.errors import SamOctaError
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
 
 def _check_data(args: argparse.Namespace) -> int:
     from samocta.data import OCTA500
@@ -29,6 +26,14 @@ def _check_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _synth(args: argparse.Namespace) -> int:
+    from samocta.synth import write_octa500
+
+    ids = write_octa500(args.out, args.fov, args.n, args.seed, layout=args.layout, size=args.size)
+    print(f"wrote {len(ids)} synthetic {args.fov} subjects ({ids[0]}-{ids[-1]}) to {args.out} ({args.layout} layout)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m samocta", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -39,13 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-orientation", action="store_true", help="skip the label orientation check")
     p.set_defaults(func=_check_data)
 
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    p = sub.add_parser("synth", help="write synthetic OCTA in the OCTA-500 layout")
+    p.add_argument("--out", required=True, help="dataset folder to write")
+    p.add_argument("--fov", choices=("3M", "6M"), default="3M")
+    p.add_argument("--n", type=int, default=40, help="number of subjects")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--layout", choices=("official", "samocta"), default="official")
+    p.add_argument("--size", type=int, default=None, help="pixels per side (default 304 for 3M, 400 for 6M)")
+    p.set_defaults(func=_synth)
     return parser
-
-
-# Later modules (synth, model, train, ...) append a function that adds their subparser.
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
 
 
 def main(argv: Sequence[str] | None = None) -> int:

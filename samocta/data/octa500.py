@@ -262,7 +262,8 @@ class OCTA500:
                 if task in labels and labels[task].any():
                     scores = orientation_scores(channels["FULL"], labels[task])
                     best = max(scores, key=scores.get)
-                    if best != "identity" and scores[best] - scores["identity"] > 0.02:
+                    # a clear winner only: labels too thin to see in the image (r ~ 0) prove nothing
+                    if best != "identity" and scores[best] >= 0.15 and scores[best] - scores["identity"] >= 0.1:
                         problems.append(
                             f"{self.path(sample_id, task)}: label orientation disagrees with "
                             f"{self.path(sample_id, 'FULL')}: the label matches the image best after "

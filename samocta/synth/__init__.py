@@ -1,0 +1,8 @@
+"""Procedural synthetic OCTA in the OCTA-500 style and layout (no real data needed)."""
+
+from __future__ import annotations
+
+from samocta.synth.generator import SynthConfig, make_sample
+from samocta.synth.writer import sample_seed, synthetic_ids, write_octa500
+
+__all__ = ["SynthConfig", "make_sample", "write_octa500", "synthetic_ids", "sample_seed"]

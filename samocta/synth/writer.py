@@ -1,0 +1,101 @@
+"""Writing synthetic subjects to disk in either OCTA-500 layout, so the real loader reads them unchanged."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from samocta import __version__
+from samocta.data.imageio import write_grey
+from samocta.data.octa500 import FOVS, LAYERS, TASK_FOLDERS
+from samocta.data.splits import standard_split
+from samocta.synth.generator import SynthConfig, make_sample
+
+LAYOUT_PATHS = {
+    # layout -> (FoV folder per FoV, projection folder, labels under the dataset root (True) or the FoV folder)
+    "official": ({"3M": "OCTA_3mm", "6M": "OCTA_6mm"}, "Projection Maps", True),
+    "samocta": ({"3M": "OCTA_3M", "6M": "OCTA_6M"}, "ProjectionMaps", False),
+}
+
+
+def synthetic_ids(fov: str, n: int) -> list[int]:
+    """``n`` subject ids spread over the standard split in its proportions (3M 140/10/50, 6M 180/20/100).
+
+    Each part gets at least one id once ``n >= 3``, so ``standard_split`` yields a usable
+    train/val/test split on any synthetic tree.
+    """
+    split = standard_split(fov)
+    parts = [split.train, split.val, split.test]
+    total = sum(len(p) for p in parts)
+    if n < 3:
+        return split.train[:n]
+    counts = [max(1, round(n * len(p) / total)) for p in parts]
+    counts[0] = n - counts[1] - counts[2]
+    return sorted(i for part, k in zip(parts, counts) for i in part[:k])
+
+
+def sample_seed(seed: int, sample_id: int) -> int:
+    """The generator seed of one subject of a tree written with ``seed``."""
+    return int(np.random.SeedSequence([seed, sample_id]).generate_state(1)[0])
+
+
+def write_octa500(
+    root: str | os.PathLike,
+    fov: str = "3M",
+    n: int = 40,
+    seed: int = 0,
+    layout: str = "official",
+    size: int | None = None,
+    config: SynthConfig | None = None,
+    progress: bool = True,
+) -> list[int]:
+    """Write ``n`` synthetic subjects as an OCTA-500 tree.
+
+    Projections go to ``OCTA(OPL_BM|ILM_OPL|FULL)/<id>.bmp`` and labels to ``GT_*/<id>.bmp``
+    ({0, 255}) in the chosen layout; a ``synthetic.json`` beside them records how the tree was made.
+    Writing the same arguments again reproduces every file byte for byte.
+
+    Args:
+        root: the dataset folder to create or extend.
+        fov: "3M" or "6M".
+        n: number of subjects; ids come from the FoV's range spread over the standard split.
+        seed: tree seed; each subject's own seed is ``sample_seed(seed, id)``.
+        layout: "official" (release tree) or "samocta" (the SAM-OCTA code's re-arrangement).
+        size: pixels per side (default the FoV's own 304 / 400).
+        config: generator tunables.
+        progress: show a progress bar.
+
+    Returns:
+        the subject ids written.
+    """
+    from tqdm.auto import tqdm
+
+    if fov not in FOVS:
+        raise ValueError(f"unknown field of view {fov!r}; expected one of {FOVS}")
+    if layout not in LAYOUT_PATHS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {tuple(LAYOUT_PATHS)}")
+    root = Path(root)
+    fov_dirs, proj, shared_labels = LAYOUT_PATHS[layout]
+    fov_dir = root / fov_dirs[fov]
+    label_dir = root / "Label" if shared_labels else fov_dir
+    ids = synthetic_ids(fov, n)
+    for sid in tqdm(ids, desc=f"synthetic {fov}", disable=not progress):
+        sample = make_sample(fov, sample_seed(seed, sid), size, config)
+        for c, layer in enumerate(LAYERS):
+            write_grey(fov_dir / proj / f"OCTA({layer})" / f"{sid}.bmp", sample.image[..., c])
+        for task, folder in TASK_FOLDERS.items():
+            write_grey(label_dir / folder / f"{sid}.bmp", sample.labels[task])
+    manifest = {
+        "generator": f"samocta {__version__} synth",
+        "fov": fov,
+        "seed": seed,
+        "size": size,
+        "layout": layout,
+        "ids": ids,
+        "config": (config or SynthConfig()).__dict__,
+    }
+    (root / f"synthetic-{fov}.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    return ids

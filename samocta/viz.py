@@ -1,0 +1,65 @@
+"""Figures: a sample's layers and labels, mask overlays and prompt points in the book's style."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from samocta.data.octa500 import LAYERS, TASKS, Sample
+
+POSITIVE, NEGATIVE = "#2ca02c", "#d62728"  # green positives, red negatives, as SAM's own notebooks
+
+
+def show_mask(mask: np.ndarray, ax: Any, color: tuple[float, float, float] = (0.12, 0.56, 1.0), alpha: float = 0.45) -> Any:
+    """Overlay a bool ``(H, W)`` mask on an axis in a translucent colour; returns the image artist."""
+    rgba = np.zeros((*mask.shape, 4), np.float32)
+    rgba[mask] = (*color, alpha)
+    return ax.imshow(rgba, interpolation="nearest")
+
+
+def show_points(coords: np.ndarray, labels: np.ndarray, ax: Any, size: float = 160) -> list[Any]:
+    """Draw prompt points: positives as green stars, negatives as red stars, white-edged.
+
+    Args:
+        coords: float ``(N, 2)`` in ``(x, y)`` pixel coordinates, pixel centres at ``i + 0.5``.
+        labels: int ``(N,)``; 1 positive, 0 negative, -1 (padding) is not drawn.
+        ax: a matplotlib axis showing the image with ``imshow``'s default extent.
+
+    Returns:
+        the scatter artists (remove them with ``artist.remove()``).
+    """
+    coords = np.asarray(coords, float).reshape(-1, 2)
+    labels = np.asarray(labels).reshape(-1)
+    artists = []
+    for value, colour in ((1, POSITIVE), (0, NEGATIVE)):
+        sel = labels == value
+        if sel.any():
+            # imshow puts the centre of pixel i at i, the project at i + 0.5
+            xy = coords[sel] - 0.5
+            artists.append(ax.scatter(xy[:, 0], xy[:, 1], color=colour, marker="*", s=size, edgecolor="white", linewidth=1.0, zorder=3))
+    return artists
+
+
+def show_sample(sample: Sample, title: str | None = None, layers: tuple[str, ...] = LAYERS) -> Any:
+    """One subject side by side: the three projections, then the five labels.
+
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    tasks = [t for t in TASKS if t in sample.labels]
+    fig, axes = plt.subplots(1, len(layers) + len(tasks), figsize=(2.2 * (len(layers) + len(tasks)), 2.6))
+    for ax, (c, name) in zip(axes, enumerate(layers)):
+        ax.imshow(sample.image[..., c], cmap="gray", vmin=0, vmax=255)
+        ax.set_title(name, fontsize=9)
+    for ax, task in zip(axes[len(layers) :], tasks):
+        ax.imshow(sample.labels[task], cmap="gray", interpolation="nearest")
+        ax.set_title(task, fontsize=9)
+    for ax in axes:
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig

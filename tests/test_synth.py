@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from samocta.cli import main as cli_main
+from samocta.data import LAYERS, OCTA500, TASKS, standard_split
+from samocta.synth import make_sample, sample_seed, synthetic_ids, write_octa500
+from samocta.synth.stats import LABEL_BANDS_3M, REAL_INTENSITY, betti, intensity_stats, label_stats, widened
+
+SMALL = [("3M", 96, s) for s in range(4)] + [("6M", 128, s) for s in range(3)] + [("3M", 64, 7)]
+FULL_3M_SEEDS = range(6)
+
+
+@pytest.fixture(scope="module")
+def full_3m():
+    return [make_sample("3M", s) for s in FULL_3M_SEEDS]
+
+
+@pytest.fixture(scope="module")
+def full_6m():
+    return [make_sample("6M", s) for s in range(2)]
+
+
+def _loops_touch_crossings(labels: dict[str, np.ndarray], reach: int = 4) -> bool:
+    """Every hole of RV (4-connected background not reaching the border) has a crossing within ``reach``."""
+    rv = np.pad(labels["RV"], 1)
+    cross = np.pad(ndimage.binary_dilation(labels["Artery"] & labels["Vein"], iterations=reach), 1)
+    holes, n = ndimage.label(~rv)  # default structure: 4-connected
+    outside = holes[0, 0]
+    for h in range(1, n + 1):
+        if h == outside:
+            continue
+        rim = ndimage.binary_dilation(holes == h, np.ones((3, 3), bool)) & rv
+        if not (rim & cross).any():
+            return False
+    return True
+
+
+def _check_invariants(sample) -> None:
+    lab = sample.labels
+    n = sample.image.shape[0]
+    assert sample.image.dtype == np.uint8 and sample.image.shape == (n, n, 3)
+    assert set(lab) == set(TASKS) and all(m.dtype == bool and m.shape == (n, n) for m in lab.values())
+    a, v, rv, cap, faz = (lab[t] for t in ("Artery", "Vein", "RV", "Capillary", "FAZ"))
+    np.testing.assert_array_equal(rv, a | v)  # RV is exactly Artery | Vein
+    assert not (rv & ~cap).any(), "RV must lie inside Capillary"
+    assert not (faz & cap).any() and not (faz & rv).any(), "the FAZ is avascular"
+    assert betti(faz) == (1, 0), "one simply connected FAZ"
+    centroid = np.argwhere(faz).mean(0)
+    assert np.hypot(*(centroid - n / 2)) < 0.15 * n, "FAZ near the centre"
+    assert betti(a)[1] == 0 and betti(v)[1] == 0, "artery and vein are loop-free forests"
+    assert betti(a)[0] >= 1 and betti(v)[0] >= 1, "at least one component per vessel label"
+    assert _loops_touch_crossings(lab), "RV loops only at artery/vein crossings"
+    assert betti(cap)[1] > 100 * (n / 304) ** 2, "a capillary mesh with many holes"
+
+
+@pytest.mark.parametrize("fov, size, seed", SMALL)
+def test_invariants_small(fov, size, seed):
+    _check_invariants(make_sample(fov, seed, size))
+
+
+def test_invariants_full_size(full_3m, full_6m):
+    for sample in full_3m + full_6m:
+        _check_invariants(sample)
+    # thousands of capillary holes at full size, as in OCTA-500 (2,349 in 3M 10301)
+    assert betti(full_3m[0].labels["Capillary"])[1] > 1500
+
+
+def test_label_fractions_in_calibration_bands_at_3m(full_3m):
+    for sample in full_3m:
+        stats = label_stats(sample, sample.meta["px_um"])
+        for task, (lo, hi) in LABEL_BANDS_3M.items():
+            assert lo <= stats[f"{task} fraction"] <= hi, (task, stats[f"{task} fraction"])
+        assert 2.3 <= stats["RV mean width px"] <= 3.5
+        assert 0.18 * 0.9 <= stats["FAZ area mm2"] <= 0.40 * 1.1
+
+
+def test_channel_statistics_in_real_bands(full_3m, full_6m):
+    per_sample = [intensity_stats(s) for s in full_3m + full_6m]
+    for layer, targets in REAL_INTENSITY.items():
+        for quantity, band in targets.items():
+            values = np.array([st[layer][quantity] for st in per_sample])
+            lo, hi = widened(band, 0.15)
+            assert lo <= values.mean() <= hi, (layer, quantity, values.mean(), (lo, hi))
+            lo, hi = widened(band, 0.35)  # single samples vary as real subjects do
+            assert ((values >= lo) & (values <= hi)).all(), (layer, quantity, values, (lo, hi))
+    for st in per_sample:
+        for layer in LAYERS:
+            assert 0.003 <= st[layer]["saturated"] <= 0.02  # about 1 % at 255
+    for sample in full_3m:
+        corr = np.corrcoef(sample.image.reshape(-1, 3).T.astype(float))[np.triu_indices(3, 1)]
+        assert (corr > 0.4).all() and corr.mean() > 0.6
+
+
+def test_image_shows_the_labels(full_3m):
+    for sample in full_3m:
+        ilm = sample.image[..., 1].astype(float)
+        lab = sample.labels
+        bg = ~lab["Capillary"] & ~lab["FAZ"]
+        assert ilm[lab["RV"]].mean() > ilm[lab["Capillary"] & ~lab["RV"]].mean() > ilm[bg].mean() > ilm[lab["FAZ"]].mean()
+        # the large vessels show through into the outer retina as projection artefacts
+        opl = sample.image[..., 0].astype(float)
+        assert opl[lab["RV"]].mean() > 1.6 * opl[~lab["RV"] & ~lab["FAZ"]].mean()
+
+
+def test_same_seed_same_bytes_and_different_seeds_differ():
+    a, b, c = make_sample("3M", 11, 96), make_sample("3M", 11, 96), make_sample("3M", 12, 96)
+    assert a.image.tobytes() == b.image.tobytes()
+    assert all(a.labels[t].tobytes() == b.labels[t].tobytes() for t in TASKS)
+    assert a.image.tobytes() != c.image.tobytes()
+    assert not np.array_equal(a.labels["RV"], c.labels["RV"])
+    assert make_sample("6M", 11, 96).image.tobytes() != a.image.tobytes()
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="field of view"):
+        make_sample("4M", 0)
+    with pytest.raises(ValueError, match="at least 32"):
+        make_sample("3M", 0, size=16)
+    with pytest.raises(ValueError, match="layout"):
+        write_octa500("/nonexistent", "3M", 1, layout="flat")
+
+
+def test_synthetic_ids_cover_the_standard_split():
+    for fov, n in (("3M", 40), ("6M", 12), ("3M", 3)):
+        ids = synthetic_ids(fov, n)
+        assert len(ids) == len(set(ids)) == n
+        split = standard_split(fov, available=ids)
+        assert split.train and split.val and split.test
+    assert synthetic_ids("3M", 40)[:3] == [10301, 10302, 10303]
+
+
+def _digest(root: Path) -> str:
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.bmp")):
+        h.update(str(p.relative_to(root)).encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+@pytest.mark.parametrize("layout", ["official", "samocta"])
+def test_written_tree_reads_back_and_passes_check_data(tmp_path, layout, capsys):
+    ids = write_octa500(tmp_path / "a", "3M", n=4, seed=5, layout=layout, size=96, progress=False)
+    index = OCTA500(tmp_path / "a", "3M")
+    assert index.layout == layout and index.ids == ids and index.missing_tasks == ()
+    assert index.validate() == []
+    loaded = index.load(ids[1])
+    made = make_sample("3M", sample_seed(5, ids[1]), 96)
+    np.testing.assert_array_equal(loaded.image, made.image)
+    for task in TASKS:
+        np.testing.assert_array_equal(loaded.labels[task], made.labels[task])
+    assert cli_main(["check-data", str(tmp_path / "a"), "--fov", "3M"]) == 0
+    write_octa500(tmp_path / "b", "3M", n=4, seed=5, layout=layout, size=96, progress=False)
+    assert _digest(tmp_path / "a") == _digest(tmp_path / "b")
+
+
+def test_synth_cli_6m(tmp_path, capsys):
+    assert cli_main(["synth", "--out", str(tmp_path), "--fov", "6M", "--n", "3", "--seed", "1", "--size", "80", "--layout", "samocta"]) == 0
+    assert "wrote 3 synthetic 6M subjects" in capsys.readouterr().out
+    assert OCTA500(tmp_path, "6M").ids == [10001, 10181, 10201]
+    assert cli_main(["check-data", str(tmp_path), "--fov", "6M"]) == 0
