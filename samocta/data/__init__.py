@@ -25,7 +25,7 @@ from samocta.errors import DatasetError
 
 __all__ = [
     "FOVS", "FOV_ID_RANGE", "FOV_MM", "FOV_SIZE", "LAYERS", "TASKS", "TASK_FOLDERS", "VESSEL_TASKS",
-    "OCTA500", "Sample", "DatasetError", "Split", "SegmentationDataset",
+    "OCTA500", "Sample", "DatasetError", "Split", "SegmentationDataset", "collate_batch",
     "standard_split", "kfold_split", "ids_in_fov", "fov_of", "orientation_scores", "pixel_size_um",
     "read_grey", "write_grey", "make_augmentation", "augment_sample",
 ]
@@ -33,10 +33,10 @@ __all__ = [
 
 def __getattr__(name: str) -> Any:
     # torch and albumentations take seconds to import; only the Dataset and augmentation need them.
-    if name == "SegmentationDataset":
-        from samocta.data.dataset import SegmentationDataset
+    if name in ("SegmentationDataset", "collate_batch"):
+        from samocta.data import dataset
 
-        return SegmentationDataset
+        return getattr(dataset, name)
     if name in ("make_augmentation", "augment_sample"):
         from samocta.data import augment
 

@@ -10,6 +10,7 @@ from torch.utils.data import Dataset
 from samocta.data.augment import augment_sample, make_augmentation
 from samocta.data.octa500 import OCTA500, TASKS, Sample
 from samocta.errors import DatasetError
+from samocta.prompts import collate_prompts, fixed_rng
 
 PromptFn = Callable[..., Any]
 
@@ -88,8 +89,9 @@ class SegmentationDataset(Dataset):
 
     def rng(self, sample_id: int) -> np.random.Generator:
         """The generator for one item in the current epoch (or fixed, see ``fixed_prompts``)."""
-        key = [self.seed, sample_id] if self.fixed_prompts else [self.seed, self.epoch, sample_id]
-        return np.random.default_rng(key)
+        if self.fixed_prompts:
+            return fixed_rng(self.seed, sample_id)
+        return np.random.default_rng([self.seed, self.epoch, sample_id])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         sid = self.ids[i]
@@ -110,3 +112,28 @@ class SegmentationDataset(Dataset):
             "target": mask if target is None else target,
             "id": sid,
         }
+
+
+def collate_batch(items: list[dict[str, Any]], pad_to: int | None = None) -> dict[str, Any]:
+    """Stack dataset items into a batch; prompts of different lengths are padded with label -1.
+
+    Returns:
+        dict with ``image`` uint8 ``(B, H, W, 3)``, ``mask`` and ``target`` bool ``(B, H, W)``,
+        ``coords`` float32 ``(B, N, 2)``, ``point_labels`` int64 ``(B, N)`` and ``id`` (list).
+    """
+    shapes = {it["image"].shape for it in items}
+    if len(shapes) > 1:
+        raise DatasetError(f"cannot batch images of different sizes {sorted(shapes)}; batch one FoV at a time")
+    prompts = [it["prompt"] for it in items]
+    if any(p is None for p in prompts):
+        coords, labels = np.zeros((len(items), 0, 2), np.float32), np.zeros((len(items), 0), np.int64)
+    else:
+        coords, labels = collate_prompts(prompts, pad_to)
+    return {
+        "image": np.stack([it["image"] for it in items]),
+        "mask": np.stack([it["mask"] for it in items]),
+        "target": np.stack([it["target"] for it in items]),
+        "coords": coords,
+        "point_labels": labels,
+        "id": [it["id"] for it in items],
+    }
