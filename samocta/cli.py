@@ -34,6 +34,18 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _pretrain_tiny(args: argparse.Namespace) -> int:
+    import json
+
+    from samocta.pretrain import PretrainConfig, pretrain
+
+    cfg = PretrainConfig(steps=args.steps, seed=args.seed, threads=args.threads)
+    summary = pretrain(args.out, cfg, device=args.device)
+    print(json.dumps(summary, indent=1))
+    print(f"weights: {args.out}/sam_tiny.safetensors (copy it and its SHA-256 into samocta/assets to ship it)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m samocta", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -52,6 +64,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layout", choices=("official", "samocta"), default="official")
     p.add_argument("--size", type=int, default=None, help="pixels per side (default 304 for 3M, 400 for 6M)")
     p.set_defaults(func=_synth)
+
+    p = sub.add_parser("pretrain-tiny", help="pretrain the tiny SAM on generic shapes (resumes from OUT/last.pt)")
+    p.add_argument("--steps", type=int, default=7000)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
+    p.add_argument("--out", default="runs/pretrain-tiny")
+    p.set_defaults(func=_pretrain_tiny)
     return parser
 
 

@@ -1,0 +1,92 @@
+"""Fetching the official SAM checkpoints: cache folder, resumable transfer, SHA-256 check."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from samocta.model.build import CheckpointError
+
+BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
+# file name, size in bytes (None: not recorded), SHA-256 (see the project's checkpoint reference)
+OFFICIAL = {
+    "vit_h": ("sam_vit_h_4b8939.pth", 2_564_550_879, "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
+    "vit_l": ("sam_vit_l_0b3195.pth", None, "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
+    "vit_b": ("sam_vit_b_01ec64.pth", 375_042_383, "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
+}
+
+
+def cache_dir() -> Path:
+    """``$SAMOCTA_CACHE``, or ``~/.cache/samocta``."""
+    return Path(os.environ.get("SAMOCTA_CACHE", Path.home() / ".cache" / "samocta")).expanduser()
+
+
+def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = True, timeout: float = 60.0) -> Path:
+    """Download ``url`` to ``dest``, resuming ``dest.part`` if present, and verify its SHA-256.
+
+    A server that ignores the ``Range`` request restarts the transfer from zero. On a checksum
+    mismatch the file is deleted and ``CheckpointError`` names both hashes.
+    """
+    from tqdm.auto import tqdm
+
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if have and response.status != 206:  # no resume support: start again
+                have = 0
+            total = response.headers.get("Content-Length")
+            total = int(total) + have if total is not None else None
+            with open(part, "ab" if have else "wb") as fh, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
+            ) as bar:
+                got = have
+                while chunk := response.read(1 << 20):
+                    fh.write(chunk)
+                    got += len(chunk)
+                    bar.update(len(chunk))
+        if total is not None and got < total:  # the server closed the connection early
+            raise CheckpointError(
+                f"download of {url} stopped at {got} of {total} bytes; {part} keeps what arrived and the next call resumes it"
+            )
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # the part file is already complete
+            pass
+        else:
+            raise CheckpointError(f"download of {url} failed: HTTP {exc.code}; the partial file {part} is kept for a retry") from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise CheckpointError(
+            f"download of {url} failed ({exc}); {part} keeps what arrived and the next call resumes it"
+        ) from exc
+    h = hashlib.sha256()
+    with open(part, "rb") as fh:
+        while block := fh.read(1 << 20):
+            h.update(block)
+    if h.hexdigest() != sha256:
+        part.unlink()
+        raise CheckpointError(
+            f"{url}: SHA-256 {h.hexdigest()} differs from the expected {sha256}; the file was deleted, try again"
+        )
+    os.replace(part, dest)
+    return dest
+
+
+def download_checkpoint(model_type: str, progress: bool = True) -> Path:
+    """The official checkpoint of ``model_type`` in the cache, downloaded and verified if missing.
+
+    ``SAMOCTA_CHECKPOINT_URL`` overrides the base URL (a mirror, or a test server).
+    """
+    if model_type not in OFFICIAL:
+        raise CheckpointError(f"no official checkpoint for {model_type!r}; official types: {tuple(OFFICIAL)}")
+    name, size, sha = OFFICIAL[model_type]
+    dest = cache_dir() / name
+    if dest.is_file() and (size is None or dest.stat().st_size == size):
+        return dest
+    base = os.environ.get("SAMOCTA_CHECKPOINT_URL", BASE_URL)
+    return download(base.rstrip("/") + "/" + name, dest, sha, progress)

@@ -1,0 +1,234 @@
+"""LoRA on SAM's fused qkv projections, as SAM-OCTA places it, and the adapter-only model.
+
+LoRA (Hu et al., ICLR 2022) adds a trainable low-rank update ``scale * B A`` to a frozen weight.
+SAM-OCTA puts it on the query and value parts of every image-encoder block's fused ``qkv``
+projection (the key part is left alone), rank 4, scale 1, A Kaiming-uniform and B zero so that
+training starts from SAM exactly. Unlike the reference code the update is added out of place,
+which keeps autograd, checkpointing and quantisation safe.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from samocta.errors import SamOctaError
+from samocta.model.promptable import PromptableSam
+
+
+class AdapterError(SamOctaError, ValueError):
+    """An adapter file does not fit the model it is loaded into."""
+
+
+class LoRALinear(nn.Module):
+    """A frozen fused ``qkv`` Linear with low-rank updates on its q and v thirds.
+
+    ``y = W x + b + scale * [B_q A_q x, 0, B_v A_v x]`` with ``scale = alpha / rank``.
+
+    Args:
+        base: the ``nn.Linear(dim, 3 * dim)`` to wrap; its weights stay frozen.
+        rank: r > 0.
+        alpha: scaling numerator; default ``rank`` (scale 1, as the reference).
+        dropout: dropout on the LoRA input.
+    """
+
+    def __init__(self, base: nn.Linear, rank: int = 4, alpha: float | None = None, dropout: float = 0.0) -> None:
+        super().__init__()
+        if rank <= 0:
+            raise ValueError(f"LoRA rank must be positive, got {rank}")
+        if base.out_features != 3 * base.in_features:
+            raise ValueError(f"expected a fused qkv Linear (d -> 3d), got {base.in_features} -> {base.out_features}")
+        self.base = base
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        dim = base.in_features
+        self.rank, self.alpha = rank, float(rank if alpha is None else alpha)
+        self.scale = self.alpha / rank
+        self.lora_q_A = nn.Linear(dim, rank, bias=False)
+        self.lora_q_B = nn.Linear(rank, dim, bias=False)
+        self.lora_v_A = nn.Linear(dim, rank, bias=False)
+        self.lora_v_B = nn.Linear(rank, dim, bias=False)
+        self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
+        self.merged = False
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        for a in (self.lora_q_A, self.lora_v_A):
+            nn.init.kaiming_uniform_(a.weight, a=math.sqrt(5))
+        for b in (self.lora_q_B, self.lora_v_B):
+            nn.init.zeros_(b.weight)
+
+    def delta_weight(self) -> torch.Tensor:
+        """The update ``(3 d, d)`` the adapters add to the frozen weight."""
+        dq = self.lora_q_B.weight @ self.lora_q_A.weight
+        dv = self.lora_v_B.weight @ self.lora_v_A.weight
+        return self.scale * torch.cat([dq, torch.zeros_like(dq), dv], dim=0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.base(x)
+        if self.merged:
+            return out
+        h = self.dropout(x)
+        dq = self.lora_q_B(self.lora_q_A(h))
+        dv = self.lora_v_B(self.lora_v_A(h))
+        return out + self.scale * torch.cat([dq, torch.zeros_like(dq), dv], dim=-1)
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """Fold the update into the frozen weight (faster inference; same outputs)."""
+        if not self.merged:
+            self.base.weight += self.delta_weight().to(self.base.weight.dtype)
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """Undo ``merge``."""
+        if self.merged:
+            self.base.weight -= self.delta_weight().to(self.base.weight.dtype)
+            self.merged = False
+
+    def extra_repr(self) -> str:
+        return f"rank={self.rank}, alpha={self.alpha}, merged={self.merged}"
+
+
+class LoRASam(PromptableSam):
+    """SAM with LoRA in every image-encoder block; everything else frozen (optionally the decoder trains).
+
+    Args:
+        sam: from ``build_sam``.
+        rank: LoRA rank (the paper's code: 4).
+        alpha: LoRA alpha; default ``rank``.
+        dropout: LoRA dropout.
+        train_decoder: also train the mask decoder (SAMed does; SAM-OCTA does not).
+        base_sha256: the SHA-256 of the base checkpoint, recorded in saved adapters.
+    """
+
+    def __init__(
+        self,
+        sam: nn.Module,
+        rank: int = 4,
+        alpha: float | None = None,
+        dropout: float = 0.0,
+        train_decoder: bool = False,
+        base_sha256: str | None = None,
+    ) -> None:
+        super().__init__(sam)
+        for p in sam.parameters():
+            p.requires_grad_(False)
+        for block in sam.image_encoder.blocks:
+            block.attn.qkv = LoRALinear(block.attn.qkv, rank, alpha, dropout)
+        self.rank, self.alpha, self.dropout_p = rank, float(rank if alpha is None else alpha), dropout
+        self.train_decoder = train_decoder
+        if train_decoder:
+            for p in sam.mask_decoder.parameters():
+                p.requires_grad_(True)
+        self.base_sha256 = base_sha256
+
+    @property
+    def lora_layers(self) -> list[LoRALinear]:
+        return [block.attn.qkv for block in self.sam.image_encoder.blocks]
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def num_trainable(self) -> int:
+        return sum(p.numel() for p in self.trainable_parameters())
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the trained tensors, keyed by their names inside ``sam`` (no ``module.`` prefixes)."""
+        names = {id(p): n for n, p in self.sam.named_parameters()}
+        return {names[id(p)]: p.detach().cpu().contiguous() for p in self.trainable_parameters()}
+
+    def adapter_metadata(self) -> dict[str, str]:
+        from samocta import __version__
+
+        return {
+            "model_type": self.model_type,
+            "rank": str(self.rank),
+            "alpha": str(self.alpha),
+            "dropout": str(self.dropout_p),
+            "train_decoder": str(self.train_decoder),
+            "base_sha256": self.base_sha256 or "",
+            "samocta_version": __version__,
+        }
+
+    def save_adapter(self, path: str | os.PathLike) -> None:
+        """Write the trained tensors as safetensors with metadata, atomically."""
+        from safetensors.torch import save_file
+
+        if any(layer.merged for layer in self.lora_layers):
+            raise AdapterError("unmerge() the LoRA layers before saving the adapter")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        save_file(self.adapter_state_dict(), str(tmp), metadata=self.adapter_metadata())
+        os.replace(tmp, path)
+
+    @staticmethod
+    def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The tensors and metadata of an adapter file."""
+        from safetensors import safe_open
+
+        path = Path(path)
+        if not path.is_file():
+            raise AdapterError(f"adapter not found: {path}")
+        try:
+            with safe_open(str(path), framework="pt") as fh:
+                meta = fh.metadata() or {}
+                tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+        except Exception as exc:
+            raise AdapterError(f"{path}: not a readable safetensors adapter ({exc})") from exc
+        return tensors, meta
+
+    def load_adapter(self, path: str | os.PathLike) -> dict[str, str]:
+        """Load an adapter saved by ``save_adapter``; refuse one made for another base.
+
+        Returns:
+            the adapter's metadata.
+        """
+        tensors, meta = self.read_adapter(path)
+        theirs = {k: meta.get(k, "?") for k in ("model_type", "rank", "train_decoder", "base_sha256")}
+        mine = self.adapter_metadata()
+        if theirs["model_type"] != self.model_type:
+            raise AdapterError(f"{path} was made for {theirs['model_type']}, this model is {self.model_type}")
+        if theirs["rank"] != mine["rank"] or theirs["train_decoder"] != mine["train_decoder"]:
+            raise AdapterError(
+                f"{path} has rank {theirs['rank']} and train_decoder={theirs['train_decoder']}; build "
+                f"LoRASam(sam, rank={theirs['rank']}, train_decoder={theirs['train_decoder']}) to load it"
+            )
+        if theirs["base_sha256"] and self.base_sha256 and theirs["base_sha256"] != self.base_sha256:
+            raise AdapterError(
+                f"{path} was trained on the {self.model_type} checkpoint with SHA-256 {theirs['base_sha256'][:12]}..., "
+                f"this model was built from {self.base_sha256[:12]}..."
+            )
+        expected = self.adapter_state_dict()
+        if set(tensors) != set(expected):
+            raise AdapterError(f"{path}: tensor names do not match this model ({len(tensors)} vs {len(expected)})")
+        params = dict(self.sam.named_parameters())
+        with torch.no_grad():
+            for name, value in tensors.items():
+                if value.shape != params[name].shape:
+                    raise AdapterError(f"{path}: {name} has shape {tuple(value.shape)}, expected {tuple(params[name].shape)}")
+                params[name].copy_(value)
+        return meta
+
+    def merge(self) -> None:
+        """Merge every LoRA layer into its frozen weight."""
+        for layer in self.lora_layers:
+            layer.merge()
+
+    def unmerge(self) -> None:
+        for layer in self.lora_layers:
+            layer.unmerge()
+
+
+def describe_adapter(path: str | os.PathLike) -> str:
+    """One JSON line with an adapter file's metadata and size (for notebooks and the CLI)."""
+    tensors, meta = LoRASam.read_adapter(path)
+    meta = dict(meta, tensors=len(tensors), parameters=sum(t.numel() for t in tensors.values()))
+    return json.dumps(meta)

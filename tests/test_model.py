@@ -1,0 +1,262 @@
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from samocta.model import (
+    AdapterError,
+    CheckpointError,
+    LoRALinear,
+    LoRASam,
+    PromptableSam,
+    build_sam,
+    checkpoint_type,
+)
+from samocta.model.download import download
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    """Random tiny-SAM weights saved exactly as the official checkpoints are: torch.save(state_dict)."""
+    torch.manual_seed(0)
+    sam = build_sam("tiny", pretrained=False)
+    with torch.no_grad():  # random, non-trivial weights everywhere (the default init leaves some zeros)
+        for p in sam.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    path = tmp_path_factory.mktemp("ckpt") / "sam_tiny_random.pth"
+    torch.save(sam.state_dict(), path)
+    return path
+
+
+def _inputs(b=2, size=64, seed=0):
+    rng = np.random.default_rng(seed)
+    images = rng.integers(0, 256, (b, size, size, 3), dtype=np.uint8)
+    coords = rng.uniform(0, size, (b, 3, 2)).astype(np.float32)
+    labels = np.array([[1, 0, -1], [1, 1, 0]][:b])
+    return images, coords, labels
+
+
+def test_checkpoint_round_trip_through_the_real_path(tiny_ckpt):
+    sam = build_sam("tiny", tiny_ckpt)
+    saved = torch.load(tiny_ckpt, weights_only=True)
+    for k, v in sam.state_dict().items():
+        assert torch.equal(v, saved[k]), k
+    assert sam.model_type == "tiny" and not sam.training
+
+
+def test_lora_at_init_reproduces_the_plain_model(tiny_ckpt):
+    images, coords, labels = _inputs()
+    plain = PromptableSam(build_sam("tiny", tiny_ckpt))
+    lora = LoRASam(build_sam("tiny", tiny_ckpt), rank=4)
+    with torch.no_grad():
+        a, b = plain(images, coords, labels), lora(images, coords, labels)
+    assert a.logits.shape == (2, 1, 64, 64)
+    assert (a.logits - b.logits).abs().max() <= 1e-5
+
+
+def test_merge_matches_unmerged_after_training_the_adapters(tiny_ckpt):
+    images, coords, labels = _inputs()
+    model = LoRASam(build_sam("tiny", tiny_ckpt), rank=4, alpha=8)
+    with torch.no_grad():
+        for layer in model.lora_layers:
+            layer.lora_q_B.weight.normal_(0, 0.05)
+            layer.lora_v_B.weight.normal_(0, 0.05)
+        plain = PromptableSam(build_sam("tiny", tiny_ckpt))(images, coords, labels).logits
+        unmerged = model(images, coords, labels).logits
+        assert (unmerged - plain).abs().max() > 1e-3  # the adapters do change the output
+        model.merge()
+        merged = model(images, coords, labels).logits
+        assert (merged - unmerged).abs().max() <= 1e-4
+        model.unmerge()
+        assert (model(images, coords, labels).logits - unmerged).abs().max() <= 1e-5
+
+
+def test_lora_linear_details():
+    base = torch.nn.Linear(8, 24)
+    layer = LoRALinear(base, rank=2, alpha=4, dropout=0.0)
+    assert layer.scale == 2.0 and not base.weight.requires_grad
+    x = torch.randn(5, 8)
+    assert torch.equal(layer(x), base(x))  # B = 0
+    with torch.no_grad():
+        layer.lora_q_B.weight.fill_(0.1)
+    delta = layer(x) - base(x)
+    assert delta[:, :8].abs().sum() > 0 and torch.equal(delta[:, 8:16], torch.zeros(5, 8)) and delta[:, 16:].abs().sum() == 0
+    with pytest.raises(ValueError, match="rank"):
+        LoRALinear(torch.nn.Linear(8, 24), rank=0)
+    with pytest.raises(ValueError, match="fused qkv"):
+        LoRALinear(torch.nn.Linear(8, 8))
+
+
+def test_vit_b_counts_and_a_wrong_type_is_refused(tmp_path):
+    sam = build_sam("vit_b")  # random weights
+    path = tmp_path / "sam_vit_b_random.pth"
+    torch.save(sam.state_dict(), path)  # the official checkpoint format
+    assert checkpoint_type(torch.load(path, weights_only=True)) == "vit_b"
+    with pytest.raises(CheckpointError, match=r"is a vit_b checkpoint, not vit_l"):
+        build_sam("vit_l", path)
+    model = LoRASam(build_sam("vit_b", path), rank=4)
+    assert model.num_trainable() == 147_456  # 12 blocks x 2 x (4 x 768 + 768 x 4)
+    decoder = sum(p.numel() for p in model.sam.mask_decoder.parameters())
+    assert LoRASam(build_sam("tiny", pretrained=False), rank=4, train_decoder=True).num_trainable() == 6 * 2 * (4 * 192 * 2) + sum(
+        p.numel() for p in build_sam("tiny", pretrained=False).mask_decoder.parameters())
+    assert decoder == 4_058_340  # vit_b's mask decoder (4.06 M)
+
+
+def test_bad_checkpoints_say_what_is_wrong(tmp_path):
+    with pytest.raises(CheckpointError, match="not found"):
+        build_sam("vit_b", tmp_path / "none.pth")
+    junk = tmp_path / "junk.pth"
+    junk.write_bytes(b"this is not a checkpoint")
+    with pytest.raises(CheckpointError, match="cannot read checkpoint"):
+        build_sam("tiny", junk)
+    torch.save({"foo": torch.zeros(3)}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a SAM checkpoint"):
+        build_sam("tiny", tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="unknown model type"):
+        build_sam("vit_x")
+
+
+def test_adapter_round_trip_and_refusals(tiny_ckpt, tmp_path):
+    from safetensors import safe_open
+
+    images, coords, labels = _inputs()
+    model = LoRASam(build_sam("tiny", tiny_ckpt), rank=4, base_sha256="a" * 64)
+    with torch.no_grad():
+        for p in model.trainable_parameters():
+            p.normal_(0, 0.05)
+        expected = model(images, coords, labels).logits
+    path = tmp_path / "adapter.safetensors"
+    model.save_adapter(path)
+    with safe_open(str(path), framework="pt") as fh:
+        meta, keys = fh.metadata(), list(fh.keys())
+    assert meta["model_type"] == "tiny" and meta["rank"] == "4" and meta["train_decoder"] == "False"
+    assert len(keys) == 4 * 6 and all("lora_" in k and not k.startswith("module.") for k in keys)
+    fresh = LoRASam(build_sam("tiny", tiny_ckpt), rank=4, base_sha256="a" * 64)
+    fresh.load_adapter(path)
+    with torch.no_grad():
+        assert torch.equal(fresh(images, coords, labels).logits, expected)
+    with pytest.raises(AdapterError, match="rank 4"):
+        LoRASam(build_sam("tiny", tiny_ckpt), rank=8).load_adapter(path)
+    with pytest.raises(AdapterError, match="SHA-256"):
+        LoRASam(build_sam("tiny", tiny_ckpt), rank=4, base_sha256="b" * 64).load_adapter(path)
+    other = LoRASam(build_sam("tiny", tiny_ckpt), rank=4)
+    other.model_type = "vit_b"
+    with pytest.raises(AdapterError, match="made for tiny, this model is vit_b"):
+        other.load_adapter(path)
+    with pytest.raises(AdapterError, match="not found"):
+        fresh.load_adapter(tmp_path / "missing.safetensors")
+
+
+def test_batched_forward_equals_single_images_and_embeddings_are_reusable(tiny_ckpt):
+    model = PromptableSam(build_sam("tiny", tiny_ckpt))
+    images, coords, labels = _inputs(2, 80)
+    with torch.no_grad():
+        batch = model(images, coords, labels, multimask=True)
+        for i in range(2):
+            n = int((labels[i] >= 0).sum())  # unpadded prompt of image i
+            single = model(images[i : i + 1], coords[i : i + 1, :n], labels[i : i + 1, :n], multimask=True)
+            if n == labels.shape[1]:
+                assert (single.logits - batch.logits[i : i + 1]).abs().max() < 1e-4
+        emb = model.embed(images)
+        again = model.decode(emb, coords, labels, multimask=True)
+        assert torch.equal(again.logits, batch.logits)
+        assert batch.all_logits.shape == (2, 3, 80, 80) and batch.iou.shape == (2, 3)
+        best = batch.iou.argmax(1)
+        for i in range(2):
+            assert torch.equal(batch.logits[i, 0], batch.all_logits[i, best[i]])
+        none = model.decode(emb, np.zeros((2, 0, 2), np.float32), np.zeros((2, 0), np.int64))
+        assert none.logits.shape == (2, 1, 80, 80) and torch.isfinite(none.logits).all()
+    with pytest.raises(ValueError, match="one prompt per image"):
+        model.decode(emb, coords[:1], labels[:1])
+
+
+# ----------------------------------------------------------------------------- download
+
+
+class _Server:
+    """A local HTTP server for one file, with Range support and an optional cut after N bytes."""
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload, self.cut_after, self.ranges = payload, None, []
+        server = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_GET(self):
+                start = 0
+                if "Range" in self.headers:
+                    start = int(self.headers["Range"].split("=")[1].split("-")[0])
+                    server.ranges.append(start)
+                body = server.payload[start:]
+                self.send_response(206 if start else 200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                if server.cut_after is not None:
+                    self.wfile.write(body[: server.cut_after])
+                    self.wfile.flush()
+                    self.connection.shutdown(2)  # drop the connection mid-transfer
+                    return
+                self.wfile.write(body)
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/sam_test.pth"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+
+
+@pytest.fixture
+def server():
+    payload = np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()
+    s = _Server(payload)
+    yield s
+    s.close()
+
+
+def test_download_correct_file(server, tmp_path):
+    sha = hashlib.sha256(server.payload).hexdigest()
+    path = download(server.url, tmp_path / "c.pth", sha, progress=False)
+    assert path.read_bytes() == server.payload and not (tmp_path / "c.pth.part").exists()
+
+
+def test_download_wrong_checksum_deletes_the_file(server, tmp_path):
+    with pytest.raises(CheckpointError, match="differs from the expected"):
+        download(server.url, tmp_path / "c.pth", "0" * 64, progress=False)
+    assert not (tmp_path / "c.pth").exists() and not (tmp_path / "c.pth.part").exists()
+
+
+def test_interrupted_download_resumes(server, tmp_path):
+    sha = hashlib.sha256(server.payload).hexdigest()
+    server.cut_after = 100_000
+    with pytest.raises(CheckpointError, match="resumes"):
+        download(server.url, tmp_path / "c.pth", sha, progress=False, timeout=5)
+    part = tmp_path / "c.pth.part"
+    assert part.exists() and 0 < part.stat().st_size < len(server.payload)
+    kept = part.stat().st_size
+    server.cut_after = None
+    path = download(server.url, tmp_path / "c.pth", sha, progress=False)
+    assert server.ranges == [kept]  # the second request asked only for the rest
+    assert path.read_bytes() == server.payload
+
+
+def test_build_sam_download_uses_cache_and_mirror(server, tmp_path, monkeypatch):
+    from samocta.model import download as dl
+
+    sha = hashlib.sha256(server.payload).hexdigest()
+    monkeypatch.setitem(dl.OFFICIAL, "vit_b", ("sam_test.pth", None, sha))
+    monkeypatch.setenv("SAMOCTA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("SAMOCTA_CHECKPOINT_URL", server.url.rsplit("/", 1)[0])
+    path = dl.download_checkpoint("vit_b", progress=False)
+    assert path == tmp_path / "cache" / "sam_test.pth" and path.read_bytes() == server.payload
+    # the file is not a SAM checkpoint: build_sam says so after the download, through the same path
+    with pytest.raises(CheckpointError, match="cannot read checkpoint|not a SAM checkpoint"):
+        build_sam("vit_b", "download")
