@@ -46,6 +46,45 @@ def _pretrain_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from samocta.train import TrainConfig, train_fold
+
+    base = dict(
+        data=args.data, fov=args.fov, task=args.task, model=args.model, checkpoint=args.checkpoint, split=args.split,
+        k=args.k, split_seed=args.split_seed, rank=args.rank, train_decoder=args.train_decoder, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, prompt_mode=args.prompt_mode,
+        augment=None if args.augment == "none" else args.augment, loss_preset=args.loss_preset, multimask=args.multimask,
+        seed=args.seed, device=args.device, out=args.out, amp=args.amp, grad_checkpointing=args.grad_checkpointing,
+        max_train=args.max_train,
+    )
+    folds = range(args.k) if args.all_folds else [args.fold]
+    if args.split == "standard" and args.all_folds:
+        folds = [0]
+    for fold in folds:
+        result = train_fold(TrainConfig(**base, fold=fold), resume=args.resume, progress=not args.quiet)
+        print(f"{result.run_dir}: best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from samocta.evaluate import evaluate_run
+    from samocta.metrics import summarize
+
+    run = Path(args.run)
+    folds = [run] if (run / "config.json").exists() else sorted(p.parent for p in run.glob("*/config.json"))
+    if not folds:
+        print(f"error: no trained fold under {run} (expected config.json in it or in its fold folders)", file=sys.stderr)
+        return 1
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    for fold_dir in folds:
+        results = evaluate_run(fold_dir, modes, part=args.part, save_masks=args.save_masks, progress=not args.quiet)
+        print(f"{fold_dir}:")
+        print(summarize(results)[["dice", "dice_std", "jaccard", "cldice", "hd95", "n"]].round(4).to_string())
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m samocta", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -72,6 +111,45 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: default)")
     p.add_argument("--out", default="runs/pretrain-tiny")
     p.set_defaults(func=_pretrain_tiny)
+
+    p = sub.add_parser("train", help="fine-tune SAM with LoRA on one fold (or all folds, or the standard split)")
+    p.add_argument("--data", required=True, help="dataset root (OCTA-500 or synthetic, either layout)")
+    p.add_argument("--fov", choices=("3M", "6M"), default="3M")
+    p.add_argument("--task", choices=("RV", "FAZ", "Capillary", "Artery", "Vein"), default="FAZ")
+    p.add_argument("--model", choices=("tiny", "vit_b", "vit_l", "vit_h"), default="tiny")
+    p.add_argument("--checkpoint", default=None, help="checkpoint path or 'download' (default: shipped tiny / random)")
+    p.add_argument("--split", choices=("standard", "kfold"), default="standard")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--fold", type=int, default=0)
+    p.add_argument("--all-folds", action="store_true", help="train every fold in turn (each fold is independent)")
+    p.add_argument("--split-seed", type=int, default=0)
+    p.add_argument("--rank", type=int, default=4)
+    p.add_argument("--train-decoder", action="store_true")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=4)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--weight-decay", type=float, default=1e-4)
+    p.add_argument("--prompt-mode", choices=("global", "local", "none"), default="global")
+    p.add_argument("--augment", choices=("paper", "reference_code", "none"), default="paper")
+    p.add_argument("--loss-preset", choices=("paper", "reference_code"), default="paper")
+    p.add_argument("--multimask", action="store_true")
+    p.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--grad-checkpointing", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--max-train", type=int, default=None, help="use at most this many training subjects")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--out", default="runs/run")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="score a trained run for prompt modes none / global / local")
+    p.add_argument("--run", required=True, help="a run folder (all its folds) or one fold folder")
+    p.add_argument("--modes", default="none,global,local")
+    p.add_argument("--part", choices=("val", "test"), default=None, help="default: test (standard split) or val (k-fold)")
+    p.add_argument("--save-masks", action="store_true")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_evaluate)
     return parser
 
 
