@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: book test test-slow bench clean venv
+.PHONY: book test test-slow test-browser bench clean venv
 
 venv: $(STAMP)
 
@@ -30,8 +30,15 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -m slow
 
+# The real-browser test: Debian's Chromium (installed here if missing; needs root or sudo) driven by
+# playwright through its executable path - no browser download.
+test-browser: $(STAMP)
+	command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	$(PIP) -r requirements-browser.txt 2>&1 | $(QUIET)
+	$(PY) -m pytest -m browser
+
 book: $(STAMP)
-	$(VENV)/bin/jupyter-book build . --all -W -n --keep-going
+	$(PY) tools/build_book.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py

@@ -55,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, prompt_mode=args.prompt_mode,
         augment=None if args.augment == "none" else args.augment, loss_preset=args.loss_preset, multimask=args.multimask,
         seed=args.seed, device=args.device, out=args.out, amp=args.amp, grad_checkpointing=args.grad_checkpointing,
-        max_train=args.max_train,
+        sdpa=args.sdpa, compile=args.compile, max_train=args.max_train,
     )
     folds = range(args.k) if args.all_folds else [args.fold]
     if args.split == "standard" and args.all_folds:
@@ -82,6 +82,20 @@ def _evaluate(args: argparse.Namespace) -> int:
         results = evaluate_run(fold_dir, modes, part=args.part, save_masks=args.save_masks, progress=not args.quiet)
         print(f"{fold_dir}:")
         print(summarize(results)[["dice", "dice_std", "jaccard", "cldice", "hd95", "n"]].round(4).to_string())
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from samocta import bench
+
+    print(f"device: {bench.describe_machine(args.device)}")
+    table = bench.run(args.model, args.device, quick=args.quick, variants=args.variants.split(","))
+    print(f"model {args.model}, LoRA rank 4, input {'256' if args.model == 'tiny' else '1024'} px"
+          f" ({'quick: 2 timed repeats' if args.quick else '10 timed repeats'}, medians):")
+    print(table.round(3).to_string())
+    if not args.no_extras:
+        for name, value in bench.extras(3 if args.quick else 20).items():
+            print(f"{name}: {value:.1f}")
     return 0
 
 
@@ -135,6 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--multimask", action="store_true")
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--grad-checkpointing", choices=("auto", "on", "off"), default="auto")
+    p.add_argument("--sdpa", choices=("auto", "on", "off"), default="auto", help="fused attention in the image encoder")
+    p.add_argument("--compile", action="store_true", help="torch.compile the image encoder")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training subjects")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -150,6 +166,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--save-masks", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("bench", help="speed and memory of SDPA, checkpointing and AMP against the baseline")
+    p.add_argument("--device", default="cpu", help="cpu or cuda")
+    p.add_argument("--model", choices=("tiny", "vit_b", "vit_l", "vit_h"), default="tiny")
+    p.add_argument("--variants", default=",".join(("baseline", "sdpa", "checkpointing", "amp", "all")))
+    p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test of the command)")
+    p.add_argument("--no-extras", action="store_true", help="skip the prompt, metric and click figures")
+    p.set_defaults(func=_bench)
     return parser
 
 

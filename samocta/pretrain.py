@@ -312,5 +312,6 @@ def export_weights(sam: torch.nn.Module, path: str | os.PathLike) -> str:
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in sam.state_dict().items()}
     tmp = str(path) + ".tmp"
     save_file(state, tmp, metadata={"model_type": "tiny", "format": "segment-anything Sam state dict, fp16"})
+    os.chmod(tmp, 0o644)
     os.replace(tmp, path)
     return file_sha256(path)

@@ -88,6 +88,8 @@ class TrainConfig:
     seed: int = 0
     amp: str = "auto"
     grad_checkpointing: str = "auto"
+    sdpa: str = "auto"
+    compile: bool = False
     device: str = "auto"
     out: str = "runs/run"
     max_train: int | None = None
@@ -253,13 +255,20 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
-    use_amp = device.type == "cuda" and config.amp in ("auto", "on", "true", "True")
-    amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
-    if config.grad_checkpointing in ("on", "true", "True") or (config.grad_checkpointing == "auto" and device.type == "cuda"):
-        from samocta.model.speed import enable_checkpointing
+    from samocta.model.speed import enable_checkpointing, enable_sdpa
 
+    def lever(value: str) -> bool:
+        return value == "on" or (value == "auto" and device.type == "cuda")
+
+    use_amp = lever(config.amp)
+    amp_dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    if lever(config.grad_checkpointing):
         enable_checkpointing(model)
+    if lever(config.sdpa):
+        enable_sdpa(model)
+    if config.compile:
+        model.sam.image_encoder = torch.compile(model.sam.image_encoder)
 
     start_epoch, history, best = 0, [], (-1.0, -1)
     if last.exists():

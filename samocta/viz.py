@@ -63,3 +63,34 @@ def show_sample(sample: Sample, title: str | None = None, layers: tuple[str, ...
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
+
+
+def show_improvement(ax: Any, before: np.ndarray, after: np.ndarray, target: np.ndarray, min_pixels: int = 8) -> bool:
+    """Point a white arrow at the largest region that ``after`` gets right and ``before`` gets wrong.
+
+    The paper marks such places with white arrows in its qualitative figures.
+
+    Args:
+        ax: the axis showing the image.
+        before, after, target: bool ``(H, W)`` masks (e.g. without and with prompts, and the label).
+        min_pixels: smaller regions are not marked.
+
+    Returns:
+        whether an arrow was drawn.
+    """
+    from scipy import ndimage
+
+    gained = (after == target) & (before != target)
+    labels, n = ndimage.label(gained, np.ones((3, 3), bool))
+    if n == 0:
+        return False
+    sizes = np.bincount(labels.ravel())[1:]
+    best = int(np.argmax(sizes)) + 1
+    if sizes[best - 1] < min_pixels:
+        return False
+    r, c = np.argwhere(labels == best).mean(axis=0)
+    h, w = target.shape
+    dx, dy = (-0.18 * w if c > w / 2 else 0.18 * w), (-0.18 * h if r > h / 2 else 0.18 * h)
+    ax.annotate("", xy=(c, r), xytext=(c + dx, r + dy),
+                arrowprops={"arrowstyle": "-|>", "color": "white", "lw": 2.0, "mutation_scale": 16})
+    return True

@@ -260,3 +260,26 @@ def test_build_sam_download_uses_cache_and_mirror(server, tmp_path, monkeypatch)
     # the file is not a SAM checkpoint: build_sam says so after the download, through the same path
     with pytest.raises(CheckpointError, match="cannot read checkpoint|not a SAM checkpoint"):
         build_sam("vit_b", "download")
+
+
+def test_shipped_tiny_weights_load_and_match_their_recorded_sha256(tmp_path, monkeypatch):
+    from samocta.model import build as build_module
+    from samocta.model.build import TINY_SHA256_FILE, TINY_WEIGHTS, file_sha256, tiny_weights_path
+
+    recorded = TINY_SHA256_FILE.read_text().split()[0]
+    assert file_sha256(TINY_WEIGHTS) == recorded and tiny_weights_path() == TINY_WEIGHTS
+    assert TINY_WEIGHTS.stat().st_size <= 10 * 2**20  # fp16, at most 10 MB
+    sam = build_sam("tiny")
+    from safetensors.torch import load_file
+
+    shipped = load_file(str(TINY_WEIGHTS))
+    for name, value in sam.state_dict().items():
+        assert torch.equal(value, shipped[name].float()), name
+    # a damaged copy is refused with both hashes named
+    damaged = tmp_path / "sam_tiny.safetensors"
+    data = bytearray(TINY_WEIGHTS.read_bytes())
+    data[-1] ^= 0xFF
+    damaged.write_bytes(bytes(data))
+    monkeypatch.setattr(build_module, "TINY_WEIGHTS", damaged)
+    with pytest.raises(CheckpointError, match="differs from the recorded"):
+        build_sam("tiny")

@@ -154,3 +154,10 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(setup, tmp_p
     best_a = _adapter(tmp_path / "ref" / "standard" / "adapter_best.safetensors")
     best_b = _adapter(run / "standard" / "adapter_best.safetensors")
     assert all(np.array_equal(best_a[k], best_b[k]) for k in best_a)
+
+
+def test_amp_and_levers_train_on_cpu(setup, tmp_path):
+    cfg = _config(setup, tmp_path / "amp", epochs=1, amp="on", sdpa="on", grad_checkpointing="on")
+    result = train_fold(cfg, progress=False)
+    history = read_history(result.run_dir)
+    assert len(history) == 1 and np.isfinite(history[0]["train_loss"])

@@ -43,3 +43,19 @@ def test_show_sample_has_layers_then_labels():
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["OPL_BM", "ILM_OPL", "FULL", "RV", "FAZ", "Capillary", "Artery", "Vein"]
     plt.close(fig)
+
+
+def test_show_improvement_points_at_the_gained_region():
+    from samocta.viz import show_improvement
+
+    target = np.zeros((40, 40), bool)
+    target[5:15, 25:35] = True
+    before = np.zeros_like(target)
+    after = target.copy()
+    fig, ax = plt.subplots()
+    ax.imshow(target)
+    assert show_improvement(ax, before, after, target)
+    arrow = ax.texts[-1] if ax.texts else ax.patches[-1]
+    np.testing.assert_allclose(arrow.xy, (29.5, 9.5))  # the region's centre (x, y)
+    assert not show_improvement(ax, after, after, target)  # nothing gained, no arrow
+    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Levers for speed and memory: activation checkpointing of the image encoder's blocks."""
+"""Levers for speed and memory: activation checkpointing and SDPA attention in the image encoder."""
 
 from __future__ import annotations
 
@@ -32,3 +32,49 @@ def disable_checkpointing(model: torch.nn.Module) -> None:
         if hasattr(block, "_samocta_forward"):
             block.forward = block._samocta_forward
             del block._samocta_forward
+
+
+def _sdpa_attention(self, x: torch.Tensor) -> torch.Tensor:
+    """SAM's image-encoder attention through ``scaled_dot_product_attention``.
+
+    The decomposed relative-position bias is built from the unscaled queries exactly as
+    segment-anything's ``add_decomposed_rel_pos`` does and passed as an additive mask; SDPA's
+    default scale (head_dim ** -0.5) equals SAM's ``self.scale``.
+    """
+    import torch.nn.functional as F
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    b, h, w, _ = x.shape
+    qkv = self.qkv(x).reshape(b, h * w, 3, self.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)  # (B, heads, HW, C)
+    bias = None
+    if self.use_rel_pos:
+        c = q.shape[-1]
+        r_q = q.reshape(b * self.num_heads, h, w, c)
+        rel_h = torch.einsum("bhwc,hkc->bhwk", r_q, get_rel_pos(h, h, self.rel_pos_h))
+        rel_w = torch.einsum("bhwc,wkc->bhwk", r_q, get_rel_pos(w, w, self.rel_pos_w))
+        bias = (rel_h[:, :, :, :, None] + rel_w[:, :, :, None, :]).reshape(b, self.num_heads, h * w, h * w)
+        bias = bias.to(q.dtype)
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    out = out.reshape(b, self.num_heads, h, w, -1).permute(0, 2, 3, 1, 4).reshape(b, h, w, -1)
+    return self.proj(out)
+
+
+def enable_sdpa(model: torch.nn.Module) -> None:
+    """Route every image-encoder attention of ``model`` (a ``PromptableSam`` or ``Sam``) through SDPA."""
+    sam = getattr(model, "sam", model)
+    for block in sam.image_encoder.blocks:
+        attn = block.attn
+        if not hasattr(attn, "_samocta_eager"):
+            attn._samocta_eager = attn.forward
+            attn.forward = types.MethodType(_sdpa_attention, attn)
+
+
+def disable_sdpa(model: torch.nn.Module) -> None:
+    """Back to segment-anything's own attention."""
+    sam = getattr(model, "sam", model)
+    for block in sam.image_encoder.blocks:
+        attn = block.attn
+        if hasattr(attn, "_samocta_eager"):
+            attn.forward = attn._samocta_eager
+            del attn._samocta_eager

@@ -99,3 +99,20 @@ def write_octa500(
     }
     (root / f"synthetic-{fov}.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return ids
+
+
+def ensure_synthetic(
+    root: str | os.PathLike, fov: str = "3M", n: int = 40, seed: int = 0, layout: str = "official", size: int | None = None
+) -> Path:
+    """A synthetic tree at ``root``, written only if the one there was made with other arguments.
+
+    Notebooks call this so that every chapter runs on its own and a build writes the data once.
+    """
+    root = Path(root)
+    manifest = root / f"synthetic-{fov}.json"
+    if manifest.exists():
+        made = json.loads(manifest.read_text())
+        if (made.get("seed"), made.get("size"), made.get("layout"), len(made.get("ids", []))) == (seed, size, layout, n):
+            return root
+    write_octa500(root, fov, n, seed, layout=layout, size=size)
+    return root

@@ -1,0 +1,104 @@
+"""End to end in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by playwright.
+
+Opens the clicking chapter, runs it, left- and right-clicks the ipympl canvas and checks that the
+kernel's prompt state changed (the notebook keeps its points in SAMOCTA_PROMPT_LOG).
+Run with ``pytest -m browser``; ``.ci/run`` installs Chromium and playwright first.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+NOTEBOOK = Path(__file__).resolve().parent.parent / "notebooks" / "05_interactive.ipynb"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_status(url: str, timeout: float = 60) -> None:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.3)
+    raise TimeoutError(f"JupyterLab did not answer at {url}")
+
+
+def _points(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
+    playwright = pytest.importorskip("playwright.sync_api")
+    if not Path(CHROMIUM).exists():
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
+    log = tmp_path / "points.json"
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, "SAMOCTA_PROMPT_LOG": str(log), "SAMOCTA_WORKDIR": str(tmp_path / "work"),
+           "SAMOCTA_INTERACTIVE": "on", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+    lab = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
+         "--LabApp.news_url=None", "--ServerApp.disable_check_xsrf=True"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        _wait_status(f"http://127.0.0.1:{port}/api/status?token={token}")
+        with playwright.sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=CHROMIUM, headless=True,
+                args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--disable-quic"],
+            )
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}")
+            page.wait_for_selector(".jp-Notebook", timeout=90_000)
+            page.wait_for_selector(".jp-Notebook-cell", timeout=30_000)
+            page.click("text=Run", timeout=30_000)
+            page.click("text=Run All Cells", timeout=30_000)
+            canvas = page.wait_for_selector(".jupyter-matplotlib-canvas-div canvas", timeout=240_000)
+            deadline = time.time() + 120
+            while (_points(log) or {}).get("labels") != [1, 0] and time.time() < deadline:
+                time.sleep(0.2)  # the default points reach the file once the figure is drawn
+            assert _points(log) == {"points": [[152.5, 152.5], [120.5, 152.5]], "labels": [1, 0]}
+            canvas.scroll_into_view_if_needed()
+            box = canvas.bounding_box()
+            page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.55)
+            page.wait_for_timeout(500)
+            page.mouse.click(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45, button="right")
+            deadline = time.time() + 60
+            while len((_points(log) or {}).get("labels", [])) < 4 and time.time() < deadline:
+                time.sleep(0.2)
+            state = _points(log)
+            browser.close()
+        assert state["labels"] == [1, 0, 1, 0], state
+        # the clicks landed inside the 304 x 304 image, where they were aimed
+        for x, y in state["points"][2:]:
+            assert 0 <= x <= 304 and 0 <= y <= 304
+    finally:
+        os.killpg(lab.pid, signal.SIGTERM)
+        lab.wait(timeout=30)
