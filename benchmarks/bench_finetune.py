@@ -40,9 +40,16 @@ def main() -> None:
     root = ensure_synthetic(work / "data", "3M", n=40, seed=0)
     index = OCTA500(root, "3M")
     rows = []
-    for task, train_decoder, lr in (("FAZ", False, 1e-3), ("FAZ", True, 5e-4), ("RV", True, 5e-4)):
+    settings = (  # task, train the decoder, learning rate, loss preset
+        ("FAZ", False, 1e-3, "paper"),
+        ("FAZ", True, 5e-4, "paper"),
+        ("RV", True, 5e-4, "paper"),
+        ("RV", True, 5e-4, "reference_code"),
+    )
+    for task, train_decoder, lr, preset in settings:
+        name = f"{task}-{'decoder' if train_decoder else 'lora'}" + ("" if preset == "paper" else f"-{preset}")
         config = TrainConfig(data=str(root), task=task, epochs=args.epochs, batch_size=4, train_decoder=train_decoder, lr=lr,
-                             out=str(work / f"{task}-{'decoder' if train_decoder else 'lora'}"), device="cpu")
+                             loss_preset=preset, out=str(work / name), device="cpu")
         zero = build_model(config, torch.device("cpu"))
         t0 = time.perf_counter()
         result = train_fold(config, resume=True, progress=False)
@@ -54,7 +61,7 @@ def main() -> None:
         after = scores(tuned, index, split.val, task, config.seed)
         test = scores(tuned, index, split.test, task, config.seed)
         rows.append({
-            "task": task, "trained": "LoRA + decoder" if train_decoder else "LoRA only", "minutes": round(minutes, 1),
+            "task": task, "trained": "LoRA + decoder" if train_decoder else "LoRA only", "loss": preset, "minutes": round(minutes, 1),
             "val Dice zero-shot": round(before["dice global"], 3), "val Dice": round(after["dice global"], 3),
             "val clDice": round(after["cldice global"], 3), "test Dice no prompts": round(test["dice none"], 3),
             "test Dice global prompts": round(test["dice global"], 3), "best epoch": result.best_epoch,

@@ -68,7 +68,8 @@ def main() -> None:
     print(f"all notebooks executed in {time.perf_counter() - start:.0f} s", flush=True)
     shutil.rmtree(SRC / "notebooks" / "samocta-work", ignore_errors=True)  # data and runs, not pages
     build = subprocess.run(
-        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(SRC), "--path-output", str(BUILD),
+        # --path-output ROOT: the HTML lands in ROOT/_build/html
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(SRC), "--path-output", str(ROOT),
          "--all", "-W", "-n", "--keep-going"],
     )
     if build.returncode:
