@@ -78,9 +78,25 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
             page.goto(f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}")
             page.wait_for_selector(".jp-Notebook", timeout=90_000)
             page.wait_for_selector(".jp-Notebook-cell", timeout=30_000)
-            page.click("text=Run", timeout=30_000)
-            page.click("text=Run All Cells", timeout=30_000)
-            canvas = page.wait_for_selector(".jupyter-matplotlib-canvas-div canvas", timeout=240_000)
+            # the menu item does nothing until the kernel is connected: retry until cells start running
+            def started() -> bool:
+                prompts = " ".join(page.locator(".jp-InputArea-prompt").all_inner_texts())
+                return "[*]" in prompts or "[1]" in prompts
+
+            deadline = time.time() + 180
+            while not started() and time.time() < deadline:
+                page.click("text=Run", timeout=30_000)
+                page.click("text=Run All Cells", timeout=30_000)
+                for _ in range(20):
+                    if started():
+                        break
+                    page.wait_for_timeout(250)
+            try:
+                canvas = page.wait_for_selector(".jupyter-matplotlib-canvas-div canvas", timeout=240_000)
+            except Exception:
+                page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
+                outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+                raise AssertionError(f"no ipympl canvas; screenshot {tmp_path / 'failure.png'}; outputs: {outputs[-4:]}")
             deadline = time.time() + 120
             while (_points(log) or {}).get("labels") != [1, 0] and time.time() < deadline:
                 time.sleep(0.2)  # the default points reach the file once the figure is drawn
