@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: book test test-slow test-browser bench clean venv
+.PHONY: book check-book test test-slow test-browser bench clean venv
 
 venv: $(STAMP)
 
@@ -39,6 +39,11 @@ test-browser: $(STAMP)
 
 book: $(STAMP)
 	$(PY) tools/build_book.py
+
+# The built pages in headless Chromium: figures present, no error output, screenshots in _build/screenshots.
+check-book: $(STAMP)
+	$(PIP) -r requirements-browser.txt 2>&1 | $(QUIET)
+	$(PY) -m pytest -m book
 
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
