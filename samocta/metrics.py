@@ -102,7 +102,10 @@ def _surface(mask: np.ndarray) -> np.ndarray:
 def _distance_to(mask: np.ndarray) -> np.ndarray:
     """Exact Euclidean distance of every pixel to the nearest ``True`` pixel of ``mask``."""
     if cv2 is not None:
-        return cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        d = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        # distances between pixel centres are square roots of integers: snapping d^2 to the integer
+        # makes OpenCV's float32 result exact, and the same in every run (its threads may differ)
+        return np.sqrt(np.rint(d.astype(np.float64) ** 2))
     return ndimage.distance_transform_edt(~mask)
 
 
