@@ -49,7 +49,8 @@ def execute(notebook: Path) -> float:
 
 def main() -> None:
     os.environ.setdefault("SAMOCTA_MODE", "smoke")
-    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    # figures must render inline in the executed notebooks, whatever the caller set (make exports Agg)
+    os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     if SRC.exists():
