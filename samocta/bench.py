@@ -2,7 +2,8 @@
 
 Variants: ``baseline`` (fp32, SAM's eager attention, no checkpointing, as the reference code),
 ``sdpa``, ``checkpointing``, ``amp`` (bf16 where supported, else fp16; CUDA, or bf16 on a CPU that
-is asked for it) and ``all``. For each: image-encoder forward time, LoRA training-step time at
+is asked for it), ``half_frozen`` (amp with the encoder's frozen weights stored in the amp dtype)
+and ``all``. For each: image-encoder forward time, LoRA training-step time at
 batch 1, the largest batch that fits (CUDA only), images per second, peak memory, and the ratio to
 the baseline measured in the same run. Ratios are only ever taken within one run on one device.
 """
@@ -19,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-VARIANTS = ("baseline", "sdpa", "checkpointing", "amp", "all")
+VARIANTS = ("baseline", "sdpa", "checkpointing", "amp", "half_frozen", "all")
 
 
 def _sync(device: torch.device) -> None:
@@ -35,7 +36,7 @@ def _peak_mb(device: torch.device) -> float:
 
 def _model(model_type: str, variant: str, device: torch.device):
     from samocta.model import LoRASam, build_sam
-    from samocta.model.speed import enable_checkpointing, enable_sdpa
+    from samocta.model.speed import enable_checkpointing, enable_half_frozen, enable_sdpa
 
     sam = build_sam(model_type, pretrained=False) if model_type == "tiny" else build_sam(model_type)
     model = LoRASam(sam, rank=4).to(device)
@@ -43,13 +44,17 @@ def _model(model_type: str, variant: str, device: torch.device):
         enable_sdpa(model)
     if variant in ("checkpointing", "all"):
         enable_checkpointing(model)
+    if variant in ("half_frozen", "all"):
+        enable_half_frozen(model, _amp_dtype(device))
     return model
 
 
+def _amp_dtype(device: torch.device) -> torch.dtype:
+    return torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+
+
 def _autocast(variant: str, device: torch.device):
-    enabled = variant in ("amp", "all")
-    dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast(device.type, dtype=dtype, enabled=enabled)
+    return torch.autocast(device.type, dtype=_amp_dtype(device), enabled=variant in ("amp", "half_frozen", "all"))
 
 
 def _median(fn, repeat: int, warmup: int, device: torch.device) -> float:
@@ -78,6 +83,9 @@ def bench_variant(model_type: str, variant: str, device: torch.device, repeat: i
     target = torch.zeros(1, 1, size, size, device=device)
     target[..., size // 3 : size // 2, size // 3 : size // 2] = 1
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
+    # fp16 autocast (GPUs without bf16) trains with a grad scaler, as train_fold does
+    fp16 = variant in ("amp", "half_frozen", "all") and _amp_dtype(device) == torch.float16
+    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
@@ -92,8 +100,9 @@ def bench_variant(model_type: str, variant: str, device: torch.device, repeat: i
             out = model(images, np.repeat(coords, batch, 0), np.repeat(labels, batch, 0))
         loss = dice_loss(out.logits.float(), target.expand(batch, -1, -1, -1))
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
 
     fwd = _median(forward, repeat, warmup, device)
     train = _median(step, repeat, warmup, device)

@@ -55,7 +55,7 @@ def _train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, prompt_mode=args.prompt_mode,
         augment=None if args.augment == "none" else args.augment, loss_preset=args.loss_preset, multimask=args.multimask,
         seed=args.seed, device=args.device, out=args.out, amp=args.amp, grad_checkpointing=args.grad_checkpointing,
-        sdpa=args.sdpa, compile=args.compile, max_train=args.max_train,
+        sdpa=args.sdpa, half_frozen=args.half_frozen, compile=args.compile, max_train=args.max_train,
     )
     folds = range(args.k) if args.all_folds else [args.fold]
     if args.split == "standard" and args.all_folds:
@@ -150,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--grad-checkpointing", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--sdpa", choices=("auto", "on", "off"), default="auto", help="fused attention in the image encoder")
+    p.add_argument("--half-frozen", choices=("auto", "on", "off"), default="auto",
+                   help="keep the encoder's frozen weights in half precision (LoRA weights stay fp32)")
     p.add_argument("--compile", action="store_true", help="torch.compile the image encoder")
     p.add_argument("--max-train", type=int, default=None, help="use at most this many training subjects")
     p.add_argument("--seed", type=int, default=0)
@@ -167,10 +169,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("bench", help="speed and memory of SDPA, checkpointing and AMP against the baseline")
+    p = sub.add_parser("bench", help="speed and memory of SDPA, checkpointing, AMP and half-precision weights against the baseline")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--model", choices=("tiny", "vit_b", "vit_l", "vit_h"), default="tiny")
-    p.add_argument("--variants", default=",".join(("baseline", "sdpa", "checkpointing", "amp", "all")))
+    p.add_argument("--variants", default=",".join(("baseline", "sdpa", "checkpointing", "amp", "half_frozen", "all")))
     p.add_argument("--quick", action="store_true", help="fewer repeats (a smoke test of the command)")
     p.add_argument("--no-extras", action="store_true", help="skip the prompt, metric and click figures")
     p.set_defaults(func=_bench)

@@ -51,9 +51,12 @@ class TrainConfig:
     ``no_prompt_fraction`` (train that share of samples with no points, for a prompt-free model).
     ``augment``: "paper", "reference_code" or None. ``loss_preset``: "paper" (0.2 Dice + 0.8
     clDice) or "reference_code" (0.96 / 0.04). ``multimask``: train on the most confident of
-    SAM's three masks. ``threshold`` on probabilities for validation. ``amp``,
-    ``grad_checkpointing``: GPU memory levers ("auto": on with CUDA). ``device``: "auto", "cpu",
-    "cuda".
+    SAM's three masks. ``threshold`` on probabilities for validation. Speed and memory levers,
+    each "auto" (on with CUDA), "on" or "off": ``amp`` (bf16 where supported, else fp16 with a
+    grad scaler), ``grad_checkpointing`` (per encoder block), ``sdpa`` (fused attention),
+    ``half_frozen`` (the encoder's frozen weights stored in the autocast dtype; LoRA weights and
+    optimiser state stay fp32); ``compile``: ``torch.compile`` the encoder. ``device``: "auto",
+    "cpu", "cuda".
     """
 
     data: str = ""
@@ -89,6 +92,7 @@ class TrainConfig:
     amp: str = "auto"
     grad_checkpointing: str = "auto"
     sdpa: str = "auto"
+    half_frozen: str = "auto"
     compile: bool = False
     device: str = "auto"
     out: str = "runs/run"
@@ -255,7 +259,7 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
-    from samocta.model.speed import enable_checkpointing, enable_sdpa
+    from samocta.model.speed import enable_checkpointing, enable_half_frozen, enable_sdpa
 
     def lever(value: str) -> bool:
         return value == "on" or (value == "auto" and device.type == "cuda")
@@ -267,6 +271,8 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
         enable_checkpointing(model)
     if lever(config.sdpa):
         enable_sdpa(model)
+    if lever(config.half_frozen):
+        enable_half_frozen(model, amp_dtype)
     if config.compile:
         model.sam.image_encoder = torch.compile(model.sam.image_encoder)
 

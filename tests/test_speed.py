@@ -1,10 +1,18 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from samocta.model import LoRASam, PromptableSam, build_sam
-from samocta.model.speed import disable_checkpointing, disable_sdpa, enable_checkpointing, enable_sdpa
+from samocta.model.speed import (
+    disable_checkpointing,
+    disable_half_frozen,
+    disable_sdpa,
+    enable_checkpointing,
+    enable_half_frozen,
+    enable_sdpa,
+)
 
 
 def _random_tiny(seed: int = 0):
@@ -77,10 +85,73 @@ def test_activation_checkpointing_keeps_gradients_and_names():
         assert (a is None and b is None) or torch.allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
+def test_half_frozen_weights_keep_lora_and_optimiser_in_fp32():
+    model = LoRASam(_random_tiny(), rank=4)
+    with torch.no_grad():
+        for layer in model.lora_layers:
+            layer.lora_q_B.weight.normal_(0, 0.05)
+    images = np.random.default_rng(2).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
+    coords, labels = np.array([[[20.5, 40.5]]], np.float32), np.array([[1]])
+    with torch.no_grad():
+        reference = model(images, coords, labels).logits
+    frozen_bytes = sum(p.numel() * 4 for p in model.sam.image_encoder.parameters() if not p.requires_grad)
+
+    saved = enable_half_frozen(model, torch.bfloat16)
+    assert saved == frozen_bytes // 2
+    encoder = dict(model.sam.image_encoder.named_parameters())
+    assert all(p.dtype == torch.bfloat16 for n, p in encoder.items() if "lora_" not in n)
+    assert all(p.dtype == torch.float32 for p in model.trainable_parameters())
+    assert all(p.dtype == torch.float32 for p in model.sam.mask_decoder.parameters())
+
+    opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-3)
+    out = model(images, coords, labels).logits
+    assert out.dtype == torch.float32
+    # bf16 keeps 8 bits of mantissa: the masks agree, the logits to a few per cent of their range
+    assert (out.detach() - reference).abs().max() < 0.05 * reference.abs().max()
+    assert ((out.detach() > 0) == (reference > 0)).float().mean() > 0.99
+    out.square().mean().backward()
+    grads = [p.grad for p in model.trainable_parameters()]
+    assert all(g is not None and g.dtype == torch.float32 for g in grads) and any(g.abs().max() > 0 for g in grads)
+    opt.step()
+    assert all(t.dtype == torch.float32 for state in opt.state.values() for t in state.values() if t.is_floating_point() and t.ndim)
+
+    model.merge()  # merging into half-precision weights works and unmerges back
+    model.unmerge()
+    disable_half_frozen(model)
+    assert model.encoder_dtype is None
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    with pytest.raises(ValueError, match="float16 or bfloat16"):
+        enable_half_frozen(model, torch.float64)
+
+
 def test_bench_command_runs_quick_on_tiny(capsys):
     from samocta.cli import main
 
-    assert main(["bench", "--device", "cpu", "--model", "tiny", "--quick", "--variants", "baseline,sdpa,amp", "--no-extras"]) == 0
+    assert main(["bench", "--device", "cpu", "--model", "tiny", "--quick", "--variants", "baseline,sdpa,amp,half_frozen", "--no-extras"]) == 0
     out = capsys.readouterr().out
-    for word in ("baseline", "sdpa", "amp", "forward speed-up", "train step s"):
+    for word in ("baseline", "sdpa", "amp", "half_frozen", "forward speed-up", "train step s"):
         assert word in out
+
+
+def test_prepared_gpu_script_runs_on_cpu_and_writes_its_checks(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).parents[1] / "benchmarks" / "bench_gpu.py"
+    cmd = [sys.executable, str(script), "--device", "cpu", "--model", "tiny", "--quick", "--variants", "baseline,all", "--out", str(tmp_path)]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads((tmp_path / "bench_gpu.json").read_text())
+    assert [row["variant"] for row in result["rows"]] == ["baseline", "all"]
+    assert set(result["checks"]) == {
+        "train images/s, all / baseline", "speed target (3.0x) met", "peak memory MiB, all", "memory target (14 GB) met"
+    }
+    ratio = result["rows"][0]["train images/s"] and result["rows"][1]["train images/s"] / result["rows"][0]["train images/s"]
+    assert abs(result["checks"]["train images/s, all / baseline"] - round(ratio, 2)) < 1e-9
+    assert "| all" in (tmp_path / "bench_gpu.md").read_text()
+    if not torch.cuda.is_available():  # the default device is CUDA: without one it measures nothing and says so
+        plain = subprocess.run([sys.executable, str(script), "--out", str(tmp_path / "none")], capture_output=True, text=True, timeout=120)
+        assert plain.returncode == 0 and "no CUDA device" in plain.stdout
+        assert not (tmp_path / "none").exists()

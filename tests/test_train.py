@@ -163,7 +163,11 @@ def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(setup, tmp_p
 
 
 def test_amp_and_levers_train_on_cpu(setup, tmp_path):
-    cfg = _config(setup, tmp_path / "amp", epochs=1, amp="on", sdpa="on", grad_checkpointing="on")
+    cfg = _config(setup, tmp_path / "amp", epochs=1, amp="on", sdpa="on", grad_checkpointing="on", half_frozen="on")
     result = train_fold(cfg, progress=False)
     history = read_history(result.run_dir)
     assert len(history) == 1 and np.isfinite(history[0]["train_loss"])
+    # the adapter is saved in fp32 whatever the frozen weights were stored in, and it trained
+    adapter = _adapter(result.run_dir / "adapter_last.safetensors")
+    assert all(v.dtype == np.float32 for v in adapter.values())
+    assert any(np.abs(v).max() > 0 for k, v in adapter.items() if "lora_q_B" in k)

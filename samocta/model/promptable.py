@@ -128,6 +128,8 @@ class PromptableSam(nn.Module):
         self.sam = sam
         self.model_type: str = getattr(sam, "model_type", "unknown")
         self.click_sigma: float | None = getattr(sam, "click_sigma", None)
+        # set by samocta.model.speed.enable_half_frozen: the encoder's weights are stored in this dtype
+        self.encoder_dtype: torch.dtype | None = None
 
     @property
     def img_size(self) -> int:
@@ -152,7 +154,12 @@ class PromptableSam(nn.Module):
     def embed(self, images: np.ndarray | torch.Tensor) -> Embedding:
         """Image embeddings of a batch; reuse them with ``decode`` when only the prompts change."""
         x, size, original = self.preprocess(images)
-        return Embedding(self.sam.image_encoder(x), size, original)
+        if self.encoder_dtype is None:
+            return Embedding(self.sam.image_encoder(x), size, original)
+        # half-precision weights need autocast; the embeddings go on in fp32
+        with torch.autocast(self.device.type, dtype=self.encoder_dtype):
+            features = self.sam.image_encoder(x)
+        return Embedding(features.float(), size, original)
 
     def to_model_frame(self, coords: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
         """``(x, y)`` original-image points (pixel centres at i + 0.5) -> SAM's input frame (see ``prompts``)."""
