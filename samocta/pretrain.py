@@ -140,6 +140,7 @@ class PretrainConfig:
     eval_every: int = 500
     eval_shapes: int = 100
     checkpoint_every: int = 250
+    final_eval_shapes: int = 200
     threads: int = 0  # 0: torch's default
 
 
@@ -222,6 +223,31 @@ def zero_shot_miou(model, n: int = 200, seed: int = 10_000, n_pos: int = 1, n_ne
     return float(np.mean(ious))
 
 
+def _record_stage(path: Path, start: int, steps: int) -> list[dict[str, int]]:
+    """Keep the list of schedules a run was trained under, and warn when a resume changes it.
+
+    Resuming with another ``--steps`` recomputes the cosine schedule for the new length, so the
+    learning rate jumps back up (a warm restart): the result is then not that of a fresh run with
+    the new ``--steps``, and ``stages.json`` (and the summary) say how it was made.
+    """
+    import warnings
+
+    stages = json.loads(path.read_text()) if start and path.exists() else []
+    if stages and stages[-1]["schedule_steps"] != steps:
+        warnings.warn(
+            f"resuming at step {start} a run scheduled for {stages[-1]['schedule_steps']} steps with --steps {steps}: "
+            f"the cosine schedule restarts for {steps} steps, so the result differs from a fresh {steps}-step run "
+            f"(recorded in {path.name})",
+            stacklevel=3,
+        )
+    if not stages or stages[-1]["schedule_steps"] != steps:
+        stages.append({"from_step": start, "schedule_steps": steps})
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(stages, indent=1) + "\n")
+        os.replace(tmp, path)
+    return stages
+
+
 def _atomic_save(obj, path: Path) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     torch.save(obj, tmp)
@@ -265,6 +291,7 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
     curve_path = out / "curve.csv"
     if start == 0:
         curve_path.write_text("step,seconds,loss,miou_1pos\n")
+    stages = _record_stage(out / "stages.json", start, cfg.steps)
     (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
     size = model.img_size
     t0 = time.perf_counter() - elapsed
@@ -295,9 +322,10 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
     export_weights(model.sam, out / "sam_tiny.safetensors")
     summary = {
         "steps": cfg.steps,
+        "stages": stages,
         "seconds": round(time.perf_counter() - t0, 1),
-        "miou_1pos": zero_shot_miou(model, 200, n_pos=1, n_neg=0),
-        "miou_2pos_1neg": zero_shot_miou(model, 200, n_pos=2, n_neg=1),
+        "miou_1pos": zero_shot_miou(model, cfg.final_eval_shapes, n_pos=1, n_neg=0),
+        "miou_2pos_1neg": zero_shot_miou(model, cfg.final_eval_shapes, n_pos=2, n_neg=1),
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
     return summary

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from samocta.pretrain import PretrainConfig, sample_points, shapes_scene, train_step
@@ -38,3 +39,31 @@ def test_a_few_pretraining_steps_lower_the_loss():
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < 0.8 * losses[0]
+
+
+def test_pretrain_resumes_records_its_schedules_and_repeats_bytes(tmp_path):
+    import json
+
+    from samocta.model.build import file_sha256
+    from samocta.pretrain import pretrain
+
+    def cfg(steps: int) -> PretrainConfig:
+        return PretrainConfig(steps=steps, images_per_step=1, prompts_per_image=1, warmup=1, eval_every=2,
+                              eval_shapes=2, checkpoint_every=1, final_eval_shapes=2)
+
+    first = pretrain(tmp_path / "a", cfg(2), progress=False)
+    assert first["stages"] == [{"from_step": 0, "schedule_steps": 2}]
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 2
+    assert [line.split(",")[0] for line in (tmp_path / "a" / "curve.csv").read_text().splitlines()] == ["step", "2"]
+    exported = file_sha256(tmp_path / "a" / "sam_tiny.safetensors")
+    # the same recipe and seed give the same bytes
+    pretrain(tmp_path / "b", cfg(2), progress=False)
+    assert file_sha256(tmp_path / "b" / "sam_tiny.safetensors") == exported
+
+    # a longer schedule on top of a finished run is a warm restart: allowed, warned and recorded
+    with pytest.warns(UserWarning, match="cosine schedule restarts for 3 steps"):
+        longer = pretrain(tmp_path / "a", cfg(3), progress=False)
+    assert longer["stages"] == [{"from_step": 0, "schedule_steps": 2}, {"from_step": 2, "schedule_steps": 3}]
+    assert json.loads((tmp_path / "a" / "stages.json").read_text()) == longer["stages"]
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 3
+    assert file_sha256(tmp_path / "a" / "sam_tiny.safetensors") != exported
