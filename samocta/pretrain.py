@@ -333,13 +333,9 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
 
 def export_weights(sam: torch.nn.Module, path: str | os.PathLike) -> str:
     """Save a SAM state dict as fp16 safetensors; returns its SHA-256."""
-    from safetensors.torch import save_file
-
     from samocta.model.build import file_sha256
+    from samocta.model.files import save_safetensors
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in sam.state_dict().items()}
-    tmp = str(path) + ".tmp"
-    save_file(state, tmp, metadata={"model_type": "tiny", "format": "segment-anything Sam state dict, fp16"})
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    save_safetensors(state, path, metadata={"model_type": "tiny", "format": "segment-anything Sam state dict, fp16"})
     return file_sha256(path)

@@ -159,15 +159,11 @@ class LoRASam(PromptableSam):
 
     def save_adapter(self, path: str | os.PathLike) -> None:
         """Write the trained tensors as safetensors with metadata, atomically."""
-        from safetensors.torch import save_file
+        from samocta.model.files import save_safetensors
 
         if any(layer.merged for layer in self.lora_layers):
             raise AdapterError("unmerge() the LoRA layers before saving the adapter")
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        save_file(self.adapter_state_dict(), str(tmp), metadata=self.adapter_metadata())
-        os.replace(tmp, path)
+        save_safetensors(self.adapter_state_dict(), path, metadata=self.adapter_metadata())
 
     @staticmethod
     def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
