@@ -25,6 +25,15 @@ def _random_tiny(seed: int = 0):
     return sam
 
 
+def _lora_tiny(part: str) -> LoRASam:
+    """A tiny LoRASam whose ``part`` ("q" or "v") updates are non-zero, so LoRA really acts."""
+    model = LoRASam(_random_tiny(), rank=4)
+    with torch.no_grad():
+        for layer in model.lora_layers:
+            getattr(layer, f"lora_{part}_B").weight.normal_(0, 0.05)
+    return model
+
+
 def test_sdpa_equals_eager_attention_float64():
     sam = _random_tiny().double()
     x = torch.randn(2, 3, 256, 256, dtype=torch.float64)
@@ -39,10 +48,7 @@ def test_sdpa_equals_eager_attention_float64():
 
 
 def test_sdpa_equals_eager_float32_and_gradients_match():
-    model = LoRASam(_random_tiny(), rank=4)
-    with torch.no_grad():
-        for layer in model.lora_layers:
-            layer.lora_v_B.weight.normal_(0, 0.05)
+    model = _lora_tiny("v")
     images = np.random.default_rng(0).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     coords, labels = np.array([[[32.5, 32.5]]], np.float32), np.array([[1]])
 
@@ -86,10 +92,7 @@ def test_activation_checkpointing_keeps_gradients_and_names():
 
 
 def test_half_frozen_weights_keep_lora_and_optimiser_in_fp32():
-    model = LoRASam(_random_tiny(), rank=4)
-    with torch.no_grad():
-        for layer in model.lora_layers:
-            layer.lora_q_B.weight.normal_(0, 0.05)
+    model = _lora_tiny("q")
     images = np.random.default_rng(2).integers(0, 256, (1, 64, 64, 3), dtype=np.uint8)
     coords, labels = np.array([[[20.5, 40.5]]], np.float32), np.array([[1]])
     with torch.no_grad():
