@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from samocta.model.speed import autocast_dtype
+
 VARIANTS = ("baseline", "sdpa", "checkpointing", "amp", "half_frozen", "all")
 
 
@@ -45,16 +47,12 @@ def _model(model_type: str, variant: str, device: torch.device):
     if variant in ("checkpointing", "all"):
         enable_checkpointing(model)
     if variant in ("half_frozen", "all"):
-        enable_half_frozen(model, _amp_dtype(device))
+        enable_half_frozen(model, autocast_dtype(device))
     return model
 
 
-def _amp_dtype(device: torch.device) -> torch.dtype:
-    return torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-
-
 def _autocast(variant: str, device: torch.device):
-    return torch.autocast(device.type, dtype=_amp_dtype(device), enabled=variant in ("amp", "half_frozen", "all"))
+    return torch.autocast(device.type, dtype=autocast_dtype(device), enabled=variant in ("amp", "half_frozen", "all"))
 
 
 def _median(fn, repeat: int, warmup: int, device: torch.device) -> float:
@@ -84,7 +82,7 @@ def bench_variant(model_type: str, variant: str, device: torch.device, repeat: i
     target[..., size // 3 : size // 2, size // 3 : size // 2] = 1
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
     # fp16 autocast (GPUs without bf16) trains with a grad scaler, as train_fold does
-    fp16 = variant in ("amp", "half_frozen", "all") and _amp_dtype(device) == torch.float16
+    fp16 = variant in ("amp", "half_frozen", "all") and autocast_dtype(device) == torch.float16
     scaler = torch.amp.GradScaler(device.type, enabled=fp16)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()

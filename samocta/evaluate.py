@@ -13,7 +13,6 @@ import os
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 
 MODES = ("none", "global", "local")

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.draw import disk, ellipse, polygon
 
+from samocta.files import atomic_torch_save, atomic_write_text, save_safetensors
 from samocta.synth.render import stamp_segments
 
 SHAPES = ("disc", "ellipse", "polygon", "thin_curve", "thick_curve", "ring")
@@ -242,16 +243,8 @@ def _record_stage(path: Path, start: int, steps: int) -> list[dict[str, int]]:
         )
     if not stages or stages[-1]["schedule_steps"] != steps:
         stages.append({"from_step": start, "schedule_steps": steps})
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(stages, indent=1) + "\n")
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(stages, indent=1) + "\n")
     return stages
-
-
-def _atomic_save(obj, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", progress: bool = True) -> dict:
@@ -292,7 +285,7 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
     if start == 0:
         curve_path.write_text("step,seconds,loss,miou_1pos\n")
     stages = _record_stage(out / "stages.json", start, cfg.steps)
-    (out / "config.json").write_text(json.dumps(asdict(cfg), indent=1) + "\n")
+    atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1) + "\n")
     size = model.img_size
     t0 = time.perf_counter() - elapsed
     running = None
@@ -314,7 +307,7 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
             with curve_path.open("a", newline="") as fh:
                 csv.writer(fh).writerow([done, round(time.perf_counter() - t0, 1), round(running, 4), round(miou, 4)])
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-            _atomic_save(
+            atomic_torch_save(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                  "step": done, "elapsed": time.perf_counter() - t0},
                 last,
@@ -327,14 +320,13 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
         "miou_1pos": zero_shot_miou(model, cfg.final_eval_shapes, n_pos=1, n_neg=0),
         "miou_2pos_1neg": zero_shot_miou(model, cfg.final_eval_shapes, n_pos=2, n_neg=1),
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1) + "\n")
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1) + "\n")
     return summary
 
 
 def export_weights(sam: torch.nn.Module, path: str | os.PathLike) -> str:
     """Save a SAM state dict as fp16 safetensors; returns its SHA-256."""
     from samocta.model.build import file_sha256
-    from samocta.model.files import save_safetensors
 
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in sam.state_dict().items()}
     save_safetensors(state, path, metadata={"model_type": "tiny", "format": "segment-anything Sam state dict, fp16"})

@@ -23,12 +23,12 @@ import os
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
 from samocta.errors import SamOctaError
+from samocta.files import atomic_torch_save, atomic_write_text
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_dice", "val_jaccard", "val_cldice", "lr", "seconds")
 
@@ -99,7 +99,7 @@ class TrainConfig:
     max_train: int | None = None
 
     def to_json(self, path: str | os.PathLike) -> None:
-        _atomic_write_text(Path(path), json.dumps(asdict(self), indent=1) + "\n")
+        atomic_write_text(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "TrainConfig":
@@ -129,19 +129,6 @@ class FoldResult:
     best_epoch: int
     best_val_dice: float
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def _atomic_torch_save(obj: Any, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def resolve_device(device: str) -> torch.device:
@@ -216,7 +203,7 @@ def _history_csv(path: Path, history: list[dict[str, float]]) -> None:
     lines = [",".join(HISTORY_FIELDS)]
     for row in history:
         lines.append(",".join(str(row[k]) for k in HISTORY_FIELDS))
-    _atomic_write_text(path, "\n".join(lines) + "\n")
+    atomic_write_text(path, "\n".join(lines) + "\n")
 
 
 def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True) -> FoldResult:
@@ -259,19 +246,21 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
-    from samocta.model.speed import enable_checkpointing, enable_half_frozen, enable_sdpa
+    from samocta.model.speed import autocast_dtype, enable_checkpointing, enable_half_frozen, enable_sdpa
 
     def lever(value: str) -> bool:
         return value == "on" or (value == "auto" and device.type == "cuda")
 
     use_amp = lever(config.amp)
-    amp_dtype = torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=use_amp and amp_dtype == torch.float16)
+    use_half_frozen = lever(config.half_frozen)
+    amp_dtype = autocast_dtype(device)
+    # fp16 activations need loss scaling, whether AMP or half-precision weights put them there
+    scaler = torch.amp.GradScaler(device.type, enabled=(use_amp or use_half_frozen) and amp_dtype == torch.float16)
     if lever(config.grad_checkpointing):
         enable_checkpointing(model)
     if lever(config.sdpa):
         enable_sdpa(model)
-    if lever(config.half_frozen):
+    if use_half_frozen:
         enable_half_frozen(model, amp_dtype)
     if config.compile:
         model.sam.image_encoder = torch.compile(model.sam.image_encoder)
@@ -341,7 +330,7 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
             model.save_adapter(run_dir / "adapter_best.safetensors")
         model.save_adapter(run_dir / "adapter_last.safetensors")
         _history_csv(run_dir / "metrics.csv", history)
-        _atomic_torch_save(
+        atomic_torch_save(
             {
                 "adapter": model.adapter_state_dict(),
                 "optimizer": opt.state_dict(),

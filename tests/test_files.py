@@ -4,7 +4,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load
 
-from samocta.model.files import safetensors_bytes, save_safetensors
+from samocta.files import safetensors_bytes, save_safetensors
 
 
 def _tensors() -> dict[str, torch.Tensor]:

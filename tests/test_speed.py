@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from samocta.model import LoRASam, PromptableSam, build_sam
+from samocta.model import LoRASam, build_sam
 from samocta.model.speed import (
     disable_checkpointing,
     disable_half_frozen,

@@ -159,7 +159,7 @@ class LoRASam(PromptableSam):
 
     def save_adapter(self, path: str | os.PathLike) -> None:
         """Write the trained tensors as safetensors with metadata, atomically."""
-        from samocta.model.files import save_safetensors
+        from samocta.files import save_safetensors
 
         if any(layer.merged for layer in self.lora_layers):
             raise AdapterError("unmerge() the LoRA layers before saving the adapter")

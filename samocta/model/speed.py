@@ -80,6 +80,11 @@ def disable_sdpa(model: torch.nn.Module) -> None:
             del attn._samocta_eager
 
 
+def autocast_dtype(device: torch.device) -> torch.dtype:
+    """The mixed-precision dtype for ``device``: bf16 on CPUs and GPUs that have it, else fp16."""
+    return torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+
+
 def enable_half_frozen(model: torch.nn.Module, dtype: torch.dtype = torch.float16) -> int:
     """Store the image encoder's frozen weights in ``dtype``; trainable (LoRA) weights stay fp32.
 

@@ -1,4 +1,7 @@
-"""Writing safetensors files that are identical byte for byte when their contents are.
+"""Writing files atomically (a temporary file, then a rename), and reproducibly.
+
+Every file the package writes for later (configs, histories, checkpoints, adapters, weights) goes
+through here, so an interruption never leaves a half-written file behind.
 
 safetensors keeps the ``__metadata__`` strings in a hash map, so with two or more entries their
 order in the header, and so the file's bytes and SHA-256, change from process to process even for
@@ -12,8 +15,30 @@ import json
 import os
 import struct
 from pathlib import Path
+from typing import Any
 
 import torch
+
+
+def _tmp_for(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path.with_name(f".{path.name}.tmp")
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically."""
+    path = Path(path)
+    tmp = _tmp_for(path)
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
+    """``torch.save`` to ``path`` atomically."""
+    path = Path(path)
+    tmp = _tmp_for(path)
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
 
 
 def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
@@ -33,8 +58,7 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
 def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` atomically (a temporary file, then a rename), readable by everyone (0o644)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = _tmp_for(path)
     tmp.write_bytes(safetensors_bytes(tensors, metadata))
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
