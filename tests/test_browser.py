@@ -51,6 +51,19 @@ def _points(path: Path) -> dict | None:
         return None
 
 
+def _accept_dialogs(page, seen: list[str]) -> None:
+    """Accept any modal JupyterLab put up (the kernel chooser, for one) so it cannot block the menus."""
+    for dialog in page.locator(".jp-Dialog").all():
+        if dialog.is_visible():
+            seen.append(" ".join(dialog.inner_text().split())[:120])
+            accept = dialog.locator(".jp-Dialog-button.jp-mod-accept")
+            if accept.count():
+                accept.first.click()
+            else:
+                page.keyboard.press("Escape")
+            page.wait_for_timeout(250)
+
+
 def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -83,10 +96,15 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
                 prompts = " ".join(page.locator(".jp-InputArea-prompt").all_inner_texts())
                 return "[*]" in prompts or "[1]" in prompts
 
+            dialogs: list[str] = []
             deadline = time.time() + 180
             while not started() and time.time() < deadline:
-                page.click("text=Run", timeout=30_000)
-                page.click("text=Run All Cells", timeout=30_000)
+                _accept_dialogs(page, dialogs)
+                try:
+                    page.click("text=Run", timeout=10_000)
+                    page.click("text=Run All Cells", timeout=10_000)
+                except playwright.Error:
+                    continue  # a dialog came up in between: the next round accepts it
                 for _ in range(20):
                     if started():
                         break
@@ -96,7 +114,9 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
             except Exception:
                 page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
                 outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
-                raise AssertionError(f"no ipympl canvas; screenshot {tmp_path / 'failure.png'}; outputs: {outputs[-4:]}")
+                raise AssertionError(
+                    f"no ipympl canvas; screenshot {tmp_path / 'failure.png'}; dialogs {dialogs}; outputs: {outputs[-4:]}"
+                )
             deadline = time.time() + 120
             while (_points(log) or {}).get("labels") != [1, 0] and time.time() < deadline:
                 time.sleep(0.2)  # the default points reach the file once the figure is drawn
