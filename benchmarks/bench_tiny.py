@@ -33,8 +33,7 @@ def click_latency(model: PromptableSam, size: int, repeat: int = 30) -> dict[str
         labels = np.array([[1, 0, 1]])
 
         def click():
-            out = model.decode(emb, coords, labels)
-            return (torch.sigmoid(out.logits[0, 0]) > 0.5).numpy()
+            return model.decode(emb, coords, labels).masks(0.5)[0]
 
         t = timeit(click, repeat=repeat, warmup=2)
     return {"embed": embed_s, **t}

@@ -53,21 +53,26 @@ def _train(args: argparse.Namespace) -> int:
         data=args.data, fov=args.fov, task=args.task, model=args.model, checkpoint=args.checkpoint, split=args.split,
         k=args.k, split_seed=args.split_seed, rank=args.rank, train_decoder=args.train_decoder, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay, prompt_mode=args.prompt_mode,
-        augment=None if args.augment == "none" else args.augment, loss_preset=args.loss_preset, multimask=args.multimask,
         seed=args.seed, device=args.device, out=args.out, amp=args.amp, grad_checkpointing=args.grad_checkpointing,
         sdpa=args.sdpa, half_frozen=args.half_frozen, compile=args.compile, max_train=args.max_train,
     )
+    # the preset fills what the command line leaves unsaid
+    for name in ("augment", "loss_preset", "mask_rule"):
+        if getattr(args, name) is not None:
+            base[name] = None if getattr(args, name) == "none" and name == "augment" else getattr(args, name)
     folds = range(args.k) if args.all_folds else [args.fold]
     if args.split == "standard" and args.all_folds:
         folds = [0]
     for fold in folds:
-        result = train_fold(TrainConfig(**base, fold=fold), resume=args.resume, progress=not args.quiet)
+        result = train_fold(TrainConfig.preset(args.preset, **base, fold=fold), resume=args.resume, progress=not args.quiet)
         print(f"{result.run_dir}: best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}")
     return 0
 
 
 def _evaluate(args: argparse.Namespace) -> int:
     from pathlib import Path
+
+    import pandas as pd
 
     from samocta.evaluate import evaluate_run
     from samocta.metrics import summarize
@@ -77,11 +82,25 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not folds:
         print(f"error: no trained fold under {run} (expected config.json in it or in its fold folders)", file=sys.stderr)
         return 1
-    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    for fold_dir in folds:
-        results = evaluate_run(fold_dir, modes, part=args.part, save_masks=args.save_masks, progress=not args.quiet)
-        print(f"{fold_dir}:")
-        print(summarize(results)[["dice", "dice_std", "jaccard", "cldice", "hd95", "n"]].round(4).to_string())
+    modes = None if args.modes is None else [m.strip() for m in args.modes.split(",") if m.strip()]
+    results = pd.concat(
+        [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks, progress=not args.quiet)
+         for fold_dir in folds],
+        ignore_index=True,
+    )
+    summary = summarize(results)
+    if len(folds) > 1:
+        summary.to_csv(run / f"summary-{results['part'].iloc[0]}.csv")
+    columns = ["dice", "dice_std", "jaccard", "cldice", "hd95", "hd95_n", "empty_predictions", "n_subjects"]
+    columns += ["n_folds"] if "n_folds" in summary.columns else []
+    print(f"{run}: {', '.join(sorted(set(results['setup'])))}; {results['data_source'].iloc[0]} data; "
+          f"{results['part'].iloc[0]} subjects; scored adapter: {'; '.join(sorted(set(results['selection'])))}")
+    if (results["split"] == "kfold").any() and args.select == "best":
+        print("note: each fold's best epoch was chosen on the validation fold it is scored on (as the reference code "
+              "does); --select last scores the last epoch instead")
+    print("per fold, and over folds (fold 'all': mean and std of the fold means); hd95 in pixels:")
+    with pd.option_context("display.width", 200, "display.max_columns", 20):
+        print(summary[columns].round(4).to_string())
     return 0
 
 
@@ -131,7 +150,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fov", choices=("3M", "6M"), default="3M")
     p.add_argument("--task", choices=("RV", "FAZ", "Capillary", "Artery", "Vein"), default="FAZ")
     p.add_argument("--model", choices=("tiny", "vit_b", "vit_l", "vit_h"), default="tiny")
-    p.add_argument("--checkpoint", default=None, help="checkpoint path or 'download' (default: shipped tiny / random)")
+    p.add_argument("--checkpoint", default=None,
+                   help="checkpoint path, 'download' (the official file, SHA-256 checked) or 'random' (random weights); "
+                        "default: the shipped tiny SAM (the official types need one)")
     p.add_argument("--split", choices=("standard", "kfold"), default="standard")
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--fold", type=int, default=0)
@@ -144,9 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--weight-decay", type=float, default=1e-4)
     p.add_argument("--prompt-mode", choices=("global", "local", "none"), default="global")
-    p.add_argument("--augment", choices=("paper", "reference_code", "none"), default="paper")
-    p.add_argument("--loss-preset", choices=("paper", "reference_code"), default="paper")
-    p.add_argument("--multimask", action="store_true")
+    p.add_argument("--preset", choices=("paper", "reference_code"), default="paper",
+                   help="paper: the paper's choices; reference_code: the public code's loss weights, augmentation and single mask")
+    p.add_argument("--augment", choices=("paper", "reference_code", "none"), default=None, help="default: the preset's")
+    p.add_argument("--loss-preset", choices=("paper", "reference_code"), default=None, help="default: the preset's")
+    p.add_argument("--mask-rule", choices=("most_confident", "single"), default=None,
+                   help="most_confident: the most confident of SAM's three masks (the paper); single: the single-mask "
+                        "output (the reference code); default: the preset's")
     p.add_argument("--amp", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--grad-checkpointing", choices=("auto", "on", "off"), default="auto")
     p.add_argument("--sdpa", choices=("auto", "on", "off"), default="auto", help="fused attention in the image encoder")
@@ -163,7 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score a trained run for prompt modes none / global / local")
     p.add_argument("--run", required=True, help="a run folder (all its folds) or one fold folder")
-    p.add_argument("--modes", default="none,global,local")
+    p.add_argument("--modes", default=None,
+                   help="comma-separated, some of none,global,local (default: none and the mode the run was trained in)")
+    p.add_argument("--select", choices=("best", "last"), default="best",
+                   help="the adapter to score: the epoch with the best validation Dice, or the last epoch")
     p.add_argument("--part", choices=("val", "test"), default=None, help="default: test (standard split) or val (k-fold)")
     p.add_argument("--save-masks", action="store_true")
     p.add_argument("--quiet", action="store_true")

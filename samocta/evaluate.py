@@ -4,6 +4,16 @@ Prompts at evaluation are derived from the ground truth, as in the paper, and fi
 (``samocta.prompts.evaluation_prompt``), so the same run always scores the same. Results are
 "prompted (GT-derived)" segmentation; mode "none" (SAM's padding point only) is the prompt-free
 baseline.
+
+One scorer: ``evaluate`` is what training's validation calls too, so the validation Dice of an
+epoch equals what ``evaluate_run(run, part="val")`` reports for that epoch's adapter in the run's
+prompt mode. Each model decodes with its own mask rule (``PromptableSam.mask_rule``).
+
+In the paper each prompt mode is its own fine-tuned model: Table 2's global rows come from models
+trained with global prompts, its local rows from models trained with local prompts, each with its
+own "without prompts" cell. ``paper_tables`` keeps it so and never averages runs trained in
+different modes; a model scored in a mode it was not trained in keeps its ``trained_mode`` beside
+the ``mode`` it was scored in, in every row and summary.
 """
 
 from __future__ import annotations
@@ -11,11 +21,18 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
+import numpy as np
 import torch
 
-MODES = ("none", "global", "local")
+from samocta.prompts import MODES, Prompt, PromptSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from samocta.data import OCTA500, Sample
+    from samocta.model import PromptableSam
 
 # SAM-OCTA, Table 1 (OCTA-500, 10-fold CV, GT-derived prompts); the other rows are quoted by the
 # paper from Joint-Seg (Hu et al., IEEE TIM 2022).
@@ -53,126 +70,209 @@ def data_source(root: str | os.PathLike) -> str:
     return "synthetic" if any(root.glob("synthetic-*.json")) or any(root.glob("*/synthetic-*.json")) else "OCTA-500"
 
 
+def prompt_specs(task: str, modes: Sequence[str] | Mapping[str, PromptSpec]) -> dict[str, PromptSpec]:
+    """The prompt recipe of each mode: as given, or the paper's for the task."""
+    if isinstance(modes, Mapping):
+        return dict(modes)
+    unknown = [m for m in modes if m not in MODES]
+    if unknown or not modes:
+        raise ValueError(f"prompt modes must be some of {MODES}, got {list(modes)}")
+    return {m: PromptSpec.paper(task, m) for m in modes}
+
+
 @torch.inference_mode()
+def predict_modes(
+    model: "PromptableSam", sample: "Sample", task: str, specs: Mapping[str, PromptSpec], seed: int = 0, threshold: float = 0.5
+) -> Iterator[tuple[str, Prompt, np.ndarray]]:
+    """One subject's fixed evaluation prompt and predicted mask for each mode, from one embedding.
+
+    Yields:
+        ``(mode, prompt, mask)``: the prompt (its ``target`` is what it asks for) and the bool
+        ``(H, W)`` mask, decoded with the model's own mask rule and thresholded at ``threshold``.
+    """
+    from samocta.prompts import evaluation_prompt
+
+    model.eval()
+    embedding = model.embed(sample.image[None])
+    for mode, spec in specs.items():
+        prompt = evaluation_prompt(spec, sample.id, sample.labels[task], sample.labels, seed)
+        yield mode, prompt, model.decode(embedding, [prompt.coords], [prompt.labels]).masks(threshold)[0]
+
+
 def evaluate(
-    model: Any,
-    index: Any,
+    model: "PromptableSam",
+    index: "OCTA500",
     ids: Sequence[int],
     task: str,
-    modes: Sequence[str] = MODES,
+    modes: Sequence[str] | Mapping[str, PromptSpec] = MODES,
     seed: int = 0,
     threshold: float = 0.5,
     fold: int | str | None = None,
-    spec_overrides: dict | None = None,
     save_dir: str | os.PathLike | None = None,
     progress: bool = True,
-) -> Any:
+) -> "pd.DataFrame":
     """Predictions and per-sample metrics for each prompt mode.
 
     The image embedding is computed once per subject and decoded once per mode.
 
     Args:
-        model: a ``PromptableSam``/``LoRASam``.
+        model: a ``PromptableSam``/``LoRASam``; it decodes with its own ``mask_rule``.
         index: an ``OCTA500`` index; ``ids`` the subjects to score.
         task: the task.
-        modes: any of "none", "global", "local".
+        modes: some of "none", "global", "local" (the paper's recipe for each), or a mapping of
+            mode to ``PromptSpec`` (a run's own recipe).
         seed: evaluation-prompt seed (prompts are fixed per (seed, id)).
         threshold: on probabilities.
         fold: recorded in every row.
-        spec_overrides: e.g. ``{"n_pos": 2}`` applied to every mode's ``PromptSpec.paper``.
         save_dir: if given, predicted masks go there as ``<mode>/<id>.png`` ({0, 255}).
 
     Returns:
         a pandas DataFrame, one row per (subject, mode): id, fold, task, fov, mode, n_points,
-        dice, jaccard, precision, recall, cldice, hd95, betti0_error, betti1_error.
+        pred_pixels, target_pixels, dice, jaccard, precision, recall, cldice, hd95 (px),
+        betti0_error, betti1_error.
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
     from samocta.data import write_grey
     from samocta.metrics import all_metrics
-    from samocta.prompts import PromptSpec, evaluation_prompt
 
-    model.eval()
-    specs = {m: PromptSpec(**{**PromptSpec.paper(task, m).to_dict(), **(spec_overrides or {}), "mode": m}) for m in modes}
+    specs = prompt_specs(task, modes)
     rows = []
     for sid in tqdm(list(ids), desc=f"evaluate {task}", disable=not progress, leave=False):
         sample = index.load(sid)
-        mask = sample.labels[task]
-        emb = model.embed(sample.image[None])
-        for mode, spec in specs.items():
-            prompt = evaluation_prompt(spec, sid, mask, sample.labels, seed)
-            out = model.decode(emb, prompt.coords[None], prompt.labels[None])
-            pred = (torch.sigmoid(out.logits[0, 0]) > threshold).cpu().numpy()
+        for mode, prompt, pred in predict_modes(model, sample, task, specs, seed, threshold):
             rows.append({"id": sid, "fold": fold, "task": task, "fov": sample.fov, "mode": mode, "n_points": len(prompt),
+                         "pred_pixels": int(pred.sum()), "target_pixels": int(prompt.target.sum()),
                          **all_metrics(pred, prompt.target)})
             if save_dir is not None:
                 write_grey(Path(save_dir) / mode / f"{sid}.png", pred)
     return pd.DataFrame(rows)
 
 
+def selection_label(split: str, part: str, adapter: str) -> str:
+    """What the scored adapter is, in words (k-fold 'best' on 'val' is chosen on the data it is scored on)."""
+    if adapter == "last":
+        return "last epoch"
+    if part == "val":
+        return "best epoch, chosen on the same validation subjects it is scored on"
+    return "best epoch on the validation subjects"
+
+
+def run_setup(config) -> str:
+    """The fine-tuning set-up of a run in a few words: model, what was trained, mask rule, loss."""
+    trained = f"LoRA r={config.rank}" + (" + decoder" if config.train_decoder else "")
+    return f"{config.model}, {trained}, {config.mask_rule} mask, {config.loss_preset} loss"
+
+
 def evaluate_run(
     run_dir: str | os.PathLike,
-    modes: Sequence[str] = MODES,
+    modes: Sequence[str] | None = None,
     part: str | None = None,
     adapter: str = "best",
     save_masks: bool = False,
     progress: bool = True,
-) -> Any:
-    """Evaluate a trained fold folder on its split (``part``: "val", "test"; default: test for the
-    standard split, val for k-fold) and write ``results-<part>.csv`` and ``summary-<part>.csv`` beside it."""
+) -> "pd.DataFrame":
+    """Evaluate a trained fold folder on its split and write ``results-<part>.csv`` and
+    ``summary-<part>.csv`` beside it.
+
+    Args:
+        run_dir: a fold folder written by ``train_fold``.
+        modes: prompt modes to score (default: "none" and the mode the run was trained in). The
+            run's own prompt recipe is used for its trained mode, the paper's for the others.
+        part: "val" or "test" (default: test for the standard split, val for k-fold, as the
+            reference code scores k-fold runs).
+        adapter: "best" (the epoch with the best validation Dice) or "last".
+
+    Returns:
+        the per-sample rows of ``evaluate`` plus the run's data_source, model_type, trained_mode,
+        setup, split, part and selection.
+    """
     from samocta.data import OCTA500, Split
     from samocta.metrics import summarize
     from samocta.train import TrainConfig, build_model, resolve_device
 
+    if adapter not in ("best", "last"):
+        raise ValueError(f"adapter must be 'best' or 'last', got {adapter!r}")
     run_dir = Path(run_dir)
     config = TrainConfig.from_json(run_dir / "config.json")
     split = Split.from_json(run_dir / "split.json")
     part = part or ("test" if config.split == "standard" and split.test else "val")
+    modes = list(modes) if modes is not None else ["none", config.prompt_mode]
+    specs = {m: config.prompt_spec() if m == config.prompt_mode else PromptSpec.paper(config.task, m) for m in dict.fromkeys(modes)}
     model = build_model(config, resolve_device(config.device))
-    model.load_adapter(run_dir / f"adapter_{adapter}.safetensors")
+    # adapters written before the metadata named the rule and task take them from the run's config
+    model.load_adapter(run_dir / f"adapter_{adapter}.safetensors", defaults={"mask_rule": config.mask_rule, "task": config.task})
     index = OCTA500(config.data, config.fov)
     results = evaluate(
-        model, index, getattr(split, part), config.task, modes, seed=config.seed, threshold=config.threshold,
+        model, index, getattr(split, part), config.task, specs, seed=config.seed, threshold=config.threshold,
         fold=config.fold if config.split == "kfold" else "standard",
         save_dir=run_dir / f"masks-{part}" if save_masks else None, progress=progress,
     )
     results["data_source"] = data_source(config.data)
     results["model_type"] = config.model
     results["trained_mode"] = config.prompt_mode
+    results["setup"] = run_setup(config)
+    results["split"] = config.split
+    results["part"] = part
+    results["selection"] = selection_label(config.split, part, adapter)
     results.to_csv(run_dir / f"results-{part}.csv", index=False)
     summarize(results).to_csv(run_dir / f"summary-{part}.csv")
-    (run_dir / f"evaluation-{part}.json").write_text(json.dumps({"part": part, "ids": getattr(split, part), "modes": list(modes), "adapter": adapter}) + "\n")
+    (run_dir / f"evaluation-{part}.json").write_text(
+        json.dumps({"part": part, "ids": getattr(split, part), "modes": list(specs), "adapter": adapter}) + "\n"
+    )
     return results
 
 
-def paper_tables(results: Any) -> tuple[Any, Any]:
+def _one(df: "pd.DataFrame", column: str, what: str) -> str:
+    values = sorted(set(df[column].astype(str))) if column in df.columns else ["unknown"]
+    if len(values) > 1:
+        raise ValueError(f"{what} mixes {column} {values}; make one table per {column}")
+    return values[0]
+
+
+def paper_tables(results: "pd.DataFrame | Sequence[dict]") -> tuple["pd.DataFrame", "pd.DataFrame"]:
     """The paper's Table 1 and Table 2 with the measured figures beside the paper's.
 
+    Each measured cell comes from runs trained in the row's mode: Table 2's (mode, task) row
+    takes its "without prompts" (×) and "with prompts" (✓) cells from the runs trained with
+    ``mode`` prompts, scored with no prompts and with ``mode`` prompts. Runs trained in another
+    mode never enter a row. Table 1's measured row is the global-mode runs scored with global prompts.
+
     Args:
-        results: per-sample rows (``evaluate``/``evaluate_run``), with ``data_source`` and
-            ``model_type`` columns (assumed "synthetic"/"tiny"-style labels if absent).
+        results: per-sample rows of ``evaluate_run`` (with ``trained_mode``, ``setup``,
+            ``selection``, ``data_source`` and ``model_type``).
 
     Returns:
-        ``(table1, table2)`` DataFrames. Table 1: the methods' RV/FAZ Dice and Jaccard at 3M/6M,
-        plus a row for this run (global prompts) labelled with its data source and model type.
-        Table 2: per mode, task and metric, the paper's and this run's values without prompts
-        ("none") and with them; cells that were not measured are NaN.
+        ``(table1, table2)`` DataFrames; cells that were not measured are NaN. Their ``attrs``
+        hold ``measured_on`` (data and model) and ``note`` (how the scored epoch was chosen).
+
+    Raises:
+        ValueError: the results mix data sources or model types, lack ``trained_mode``, or one
+            cell would average runs of different set-ups or epoch selections.
     """
     import pandas as pd
 
     df = results if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
-    source = ", ".join(sorted(set(df.get("data_source", pd.Series(["unknown"])).astype(str))))
-    model = ", ".join(sorted(set(df.get("model_type", pd.Series(["unknown"])).astype(str))))
-    means = df.groupby(["task", "fov", "mode"])[["dice", "jaccard"]].mean()
+    if "trained_mode" not in df.columns:
+        raise ValueError("paper_tables needs a trained_mode column (the rows of evaluate_run have it)")
+    source = _one(df, "data_source", "the results")
+    model = _one(df, "model_type", "the results")
 
-    def measured(task: str, fov: str, mode: str, metric: str) -> float:
-        key = (task, fov, mode)
-        return float(means.loc[key, metric]) if key in means.index else float("nan")
+    def cell(rows: "pd.DataFrame", metric: str, what: str) -> float:
+        if rows.empty:
+            return float("nan")
+        _one(rows, "setup", what)
+        _one(rows, "selection", what)
+        return float(rows[metric].mean())
+
+    def measured(trained: str, task: str, fov: str, mode: str, metric: str) -> float:
+        rows = df[(df["trained_mode"] == trained) & (df["task"] == task) & (df["fov"] == fov) & (df["mode"] == mode)]
+        return cell(rows, metric, f"the cell ({task}, {fov}, trained {trained}, scored {mode})")
 
     cols = pd.MultiIndex.from_tuples(TABLE1_COLUMNS, names=["task", "FoV", "metric"])
     rows = {name: list(vals) for name, vals in PAPER_TABLE1.items()}
-    rows[f"this run ({source}, {model})"] = [measured(t, f, "global", m) for t, f, m in TABLE1_COLUMNS]
+    rows[f"this run ({source}, {model})"] = [measured("global", t, f, "global", m) for t, f, m in TABLE1_COLUMNS]
     table1 = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
 
     records = []
@@ -180,10 +280,17 @@ def paper_tables(results: Any) -> tuple[Any, Any]:
         records.append({
             "mode": mode, "task": task, "metric": metric,
             "paper 3M ×": paper[0], "paper 3M ✓": paper[1], "paper 6M ×": paper[2], "paper 6M ✓": paper[3],
-            "measured 3M ×": measured(task, "3M", "none", metric), "measured 3M ✓": measured(task, "3M", mode, metric),
-            "measured 6M ×": measured(task, "6M", "none", metric), "measured 6M ✓": measured(task, "6M", mode, metric),
+            "measured 3M ×": measured(mode, task, "3M", "none", metric), "measured 3M ✓": measured(mode, task, "3M", mode, metric),
+            "measured 6M ×": measured(mode, task, "6M", "none", metric), "measured 6M ✓": measured(mode, task, "6M", mode, metric),
         })
     table2 = pd.DataFrame(records).set_index(["mode", "task", "metric"])
-    table2.attrs["measured_on"] = f"{source} data, {model} SAM"
-    table1.attrs["measured_on"] = table2.attrs["measured_on"]
+    selections = sorted(set(df["selection"].astype(str))) if "selection" in df.columns else []
+    note = "; ".join(
+        f"scored adapter: {s}" + (" (optimistic, as the reference code scores k-fold runs; evaluate with adapter='last' "
+                                  "or --select last for an unbiased figure)" if "same validation" in s else "")
+        for s in selections
+    )
+    for table in (table1, table2):
+        table.attrs["measured_on"] = f"{source} data, {model} SAM, each mode's row from models trained in that mode"
+        table.attrs["note"] = note
     return table1, table2

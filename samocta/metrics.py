@@ -6,7 +6,8 @@ Empty masks, one rule for every overlap metric (Dice, Jaccard, precision, recall
 both empty scores 1.0 (a correct "nothing here"); exactly one empty scores 0.0. The reference code
 scored empty/empty as 0, which punishes correct answers in local mode and on small components.
 Distances (HD, HD95) are 0.0 when both are empty and undefined (NaN) when exactly one is;
-``summarize`` leaves NaN out of means and reports how many values it used.
+``summarize`` leaves NaN out of means, reports how many values each mean used, and counts the
+empty predictions.
 """
 
 from __future__ import annotations
@@ -188,23 +189,28 @@ def all_metrics(pred: np.ndarray, gt: np.ndarray) -> dict[str, float]:
 
 def summarize(
     records: Iterable[dict[str, Any]] | Any,
-    by: Sequence[str] = ("task", "fov", "mode"),
+    by: Sequence[str] = ("task", "fov", "trained_mode", "mode"),
     fold: str = "fold",
     metrics: Sequence[str] | None = None,
 ) -> Any:
-    """Mean +- std of per-sample metrics per group and fold, and across folds.
+    """Mean +- std of per-sample metrics per group and fold, and across folds, with honest counts.
 
     Args:
         records: per-sample dicts (or a DataFrame) with the ``by`` columns, ``fold`` (optional)
-            and metric columns.
+            and metric columns; a ``pred_pixels`` column (as ``samocta.evaluate`` writes) adds the
+            count of empty predictions.
         by: grouping columns (those present are used).
         fold: the fold column; if present, each group gets one row per fold (mean and std over
-            that fold's samples) and one row with ``fold="all"`` (mean and std over the fold means).
+            that fold's subjects) and one row with ``fold="all"`` (mean and std over the fold
+            means: the spread between folds, not between subjects).
         metrics: metric columns (default: those of ``METRICS`` present).
 
     Returns:
-        a pandas DataFrame indexed by ``by`` (+ fold), with ``<metric>`` (mean), ``<metric>_std``
-        and ``n`` (samples, or folds for the "all" rows). NaN values are left out of means.
+        a pandas DataFrame indexed by ``by`` (+ fold) with, per metric, ``<metric>`` (mean over the
+        values that exist), ``<metric>_std`` and ``<metric>_n`` (how many values the mean used: HD95
+        is NaN where exactly one mask is empty, and such samples are not averaged as if they were
+        scored); ``n_subjects`` (every sample of the group), ``n_folds`` (with a fold column) and
+        ``empty_predictions`` (samples whose prediction has no pixel; with ``pred_pixels``).
     """
     import pandas as pd
 
@@ -214,19 +220,24 @@ def summarize(
     keys = [k for k in by if k in df.columns]
     metrics = [m for m in (metrics or METRICS) if m in df.columns]
     has_fold = fold in df.columns
+    df = df.assign(_empty=df["pred_pixels"] == 0) if "pred_pixels" in df.columns else df
     group_keys = keys + ([fold] if has_fold else [])
     grouped = df.groupby(group_keys, sort=True, dropna=False) if group_keys else df.groupby(lambda _: "all")
-    per = grouped[metrics].agg(["mean", "std"])
-    per.columns = [m if stat == "mean" else f"{m}_std" for m, stat in per.columns]
-    per["n"] = grouped.size()
+    per = grouped[metrics].agg(["mean", "std", "count"])
+    per.columns = [m if stat == "mean" else f"{m}_{'n' if stat == 'count' else stat}" for m, stat in per.columns]
+    per["n_subjects"] = grouped.size()
+    if "_empty" in df.columns:
+        per["empty_predictions"] = grouped["_empty"].sum().astype(int)
     if not has_fold:
         return per
+    per["n_folds"] = 1
     folds = per.reset_index()
     means = folds.groupby(keys, sort=True, dropna=False) if keys else folds.groupby(lambda _: 0)
     across = means[metrics].agg(["mean", "std"])
-    across.columns = [m if stat == "mean" else f"{m}_std" for m, stat in across.columns]
-    across["n"] = means.size()
-    across = across.reset_index()
+    across.columns = [m if stat == "mean" else f"{m}_{stat}" for m, stat in across.columns]
+    sums = [c for c in per.columns if c.endswith("_n") or c in ("n_subjects", "empty_predictions", "n_folds")]
+    across = across.join(means[sums].sum()).reset_index()
     across[fold] = "all"
     table = pd.concat([folds.astype({fold: str}), across], ignore_index=True)
-    return table.set_index(group_keys).sort_index()
+    order = [c for m in metrics for c in (m, f"{m}_std", f"{m}_n")] + [c for c in ("n_subjects", "n_folds", "empty_predictions") if c in per.columns]
+    return table.set_index(group_keys).sort_index()[order]

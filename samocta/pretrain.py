@@ -217,7 +217,7 @@ def zero_shot_miou(model, n: int = 200, seed: int = 10_000, n_pos: int = 1, n_ne
             continue
         target = masks[int(rng.integers(len(masks)))]
         coords, labels = sample_points(target, n_pos, n_neg, rng)
-        out = model(image[None], coords[None], labels[None], multimask=(n_pos + n_neg == 1))
+        out = model(image[None], coords[None], labels[None], mask_rule="most_confident" if n_pos + n_neg == 1 else "single")
         pred = (out.logits[0, 0] > 0).cpu().numpy()
         union = (pred | target).sum()
         ious.append((pred & target).sum() / union if union else 1.0)

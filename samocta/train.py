@@ -42,16 +42,19 @@ class TrainConfig:
     """Everything that defines a fine-tuning run (saved with it as config.json).
 
     Data: ``data`` (dataset root), ``fov``, ``task``; split ``"standard"`` (IPN-V2) or ``"kfold"``
-    with ``k``, ``fold``, ``split_seed``. Model: ``model`` type, ``checkpoint`` (None: the shipped
-    tiny weights or random official-type weights), LoRA ``rank``/``alpha``/``lora_dropout``,
+    with ``k``, ``fold``, ``split_seed``. Model: ``model`` type, ``checkpoint`` (a path,
+    "download" for the official file, "random" for random weights on purpose; None: the shipped
+    tiny weights, an error for the official types), LoRA ``rank``/``alpha``/``lora_dropout``,
     ``train_decoder``. Optimisation: ``epochs``, ``batch_size``, AdamW ``lr`` and
     ``weight_decay``, a linear warm-up from ``warmup_start_lr`` over ``warmup_epochs`` (the paper:
     1e-5 up to 1e-3), then ``lr_decay`` per epoch down to ``min_lr``. Prompts: ``prompt_mode``
     ("global", "local", "none"), ``n_pos``/``n_neg`` (None: the paper's counts),
     ``no_prompt_fraction`` (train that share of samples with no points, for a prompt-free model).
     ``augment``: "paper", "reference_code" or None. ``loss_preset``: "paper" (0.2 Dice + 0.8
-    clDice) or "reference_code" (0.96 / 0.04). ``multimask``: train on the most confident of
-    SAM's three masks. ``threshold`` on probabilities for validation. Speed and memory levers,
+    clDice) or "reference_code" (0.96 / 0.04). ``mask_rule``: which decoder output is the mask
+    in training, validation and every later use: "most_confident" (the paper: the most confident
+    of SAM's three masks) or "single" (the reference code: the single-mask output); see
+    ``samocta.model.MASK_RULES``. ``threshold`` on probabilities for validation. Speed and memory levers,
     each "auto" (on with CUDA), "on" or "off": ``amp`` (bf16 where supported, else fp16 with a
     grad scaler), ``grad_checkpointing`` (per encoder block), ``sdpa`` (fused attention),
     ``half_frozen`` (the encoder's frozen weights stored in the autocast dtype; LoRA weights and
@@ -86,7 +89,7 @@ class TrainConfig:
     no_prompt_fraction: float = 0.0
     augment: str | None = "paper"
     loss_preset: str = "paper"
-    multimask: bool = False
+    mask_rule: str = "most_confident"
     threshold: float = 0.5
     seed: int = 0
     amp: str = "auto"
@@ -98,14 +101,41 @@ class TrainConfig:
     out: str = "runs/run"
     max_train: int | None = None
 
+    def __post_init__(self) -> None:
+        from samocta.model.promptable import MASK_RULES
+
+        if self.mask_rule not in MASK_RULES:
+            raise TrainingError(f"mask_rule (--mask-rule) must be one of {MASK_RULES}, got {self.mask_rule!r}")
+        if self.model != "tiny" and not self.checkpoint:
+            from samocta.model.build import resolve_checkpoint
+
+            resolve_checkpoint(self.model, None)  # raises, saying how to get the official weights
+
     def to_json(self, path: str | os.PathLike) -> None:
         atomic_write_text(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "TrainConfig":
         raw = json.loads(Path(path).read_text())
+        if "mask_rule" not in raw and "multimask" in raw:
+            # configs written before the mask rule had a name: multimask=True was the paper's rule
+            raw["mask_rule"] = "most_confident" if raw["multimask"] else "single"
+        if raw.get("model", "tiny") != "tiny" and not raw.get("checkpoint"):
+            raw["checkpoint"] = "random"  # what no checkpoint meant for the official types before it had to be said
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in raw.items() if k in known})
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "TrainConfig":
+        """A named set of choices: "paper" (the defaults) or "reference_code" (what the public
+        SAM-OCTA code does in effect: its loss weights, augmentation and single-mask output)."""
+        choices = {
+            "paper": {},
+            "reference_code": {"loss_preset": "reference_code", "augment": "reference_code", "mask_rule": "single"},
+        }
+        if name not in choices:
+            raise TrainingError(f"unknown preset {name!r}; expected one of {tuple(choices)}")
+        return cls(**{**choices[name], **overrides})
 
     def prompt_spec(self):
         from samocta.prompts import PromptSpec
@@ -153,16 +183,15 @@ def make_split(config: TrainConfig, ids: list[int]):
 
 
 def build_model(config: TrainConfig, device: torch.device):
-    """The LoRA model a config describes (weights from the config's checkpoint)."""
+    """The LoRA model a config describes: weights from its checkpoint (whose SHA-256 the adapters
+    record), its LoRA settings, mask rule and task."""
     from samocta.model import LoRASam, build_sam
-    from samocta.model.build import file_sha256, tiny_weights_path
+    from samocta.model.build import resolve_checkpoint
 
-    sam = build_sam(config.model, config.checkpoint)
-    base = config.checkpoint
-    if base is None and config.model == "tiny":
-        base = tiny_weights_path()
-    sha = file_sha256(base) if base not in (None, "download") else None
-    model = LoRASam(sam, config.rank, config.alpha, config.lora_dropout, config.train_decoder, base_sha256=sha)
+    weights, sha = resolve_checkpoint(config.model, config.checkpoint)
+    sam = build_sam(config.model, weights, pretrained=weights is not None)
+    model = LoRASam(sam, config.rank, config.alpha, config.lora_dropout, config.train_decoder, base_sha256=sha,
+                    mask_rule=config.mask_rule, task=config.task)
     return model.to(device)
 
 
@@ -181,22 +210,14 @@ def _batches(n: int, batch_size: int, rng: np.random.Generator) -> list[np.ndarr
     return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
-def _validate(model, dataset, threshold: float) -> dict[str, float]:
-    from samocta.data import collate_batch
-    from samocta.metrics import cldice, dice, jaccard
+def _validate(model, index, ids: list[int], config: TrainConfig) -> dict[str, float]:
+    """Validation scores, computed by ``samocta.evaluate.evaluate``: the same prompts, decoding and
+    threshold as ``evaluate_run(run, part="val")`` in the run's prompt mode, so the two agree."""
+    from samocta.evaluate import evaluate
 
-    model.eval()
-    scores = {"dice": [], "jaccard": [], "cldice": []}
-    with torch.inference_mode():
-        for i in range(len(dataset)):
-            batch = collate_batch([dataset[i]])
-            out = model(batch["image"], batch["coords"], batch["point_labels"])
-            pred = (torch.sigmoid(out.logits[0, 0]) > threshold).cpu().numpy()
-            target = batch["target"][0]
-            scores["dice"].append(dice(pred, target))
-            scores["jaccard"].append(jaccard(pred, target))
-            scores["cldice"].append(cldice(pred, target))
-    return {k: float(np.mean(v)) for k, v in scores.items()}
+    results = evaluate(model, index, ids, config.task, {config.prompt_mode: config.prompt_spec()}, seed=config.seed,
+                       threshold=config.threshold, progress=False)
+    return {k: float(results[k].mean()) for k in ("dice", "jaccard", "cldice")}
 
 
 def _history_csv(path: Path, history: list[dict[str, float]]) -> None:
@@ -240,7 +261,6 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
 
     spec = config.prompt_spec()
     train_ds = SegmentationDataset(index, train_ids, config.task, prompt_fn=spec, augment=config.augment or False, seed=config.seed)
-    val_ds = SegmentationDataset(index, split.val, config.task, prompt_fn=spec, augment=False, seed=config.seed, fixed_prompts=True)
     model = build_model(config, device)
     criterion = loss_for_task(config.task, preset=config.loss_preset)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -297,7 +317,7 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
             batch = collate_batch(items)
             target = torch.as_tensor(batch["target"], device=device).float().unsqueeze(1)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
-                out = model(batch["image"], batch["coords"], batch["point_labels"], multimask=config.multimask)
+                out = model(batch["image"], batch["coords"], batch["point_labels"])
             loss = criterion(out.logits.float(), target)
             if not torch.isfinite(loss):
                 kept = f"{last} (after epoch {history[-1]['epoch']}) is kept" if history else "no checkpoint was written yet"
@@ -312,7 +332,7 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
             sched.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{np.mean(losses):.4f}")
-        val = _validate(model, val_ds, config.threshold)
+        val = _validate(model, index, split.val, config)
         row = {
             "epoch": epoch + 1,
             "train_loss": float(np.mean(losses)),

@@ -223,10 +223,10 @@ class ClickPrompts:
         import torch
 
         coords, labels = self.state.as_arrays()
-        with torch.inference_mode():
-            out = self.model.decode(self._embedding, coords[None], labels[None])
+        with torch.inference_mode():  # with the model's own mask rule, as it was trained and scored
+            out = self.model.decode(self._embedding, [coords], [labels])
         self.decodes += 1
-        return (torch.sigmoid(out.logits[0, 0]) > self.threshold).cpu().numpy()
+        return out.masks(self.threshold)[0]
 
     def update(self) -> None:
         from samocta.viz import show_mask, show_points

@@ -133,14 +133,30 @@ def test_summarize_per_fold_and_across_folds():
     assert table.loc[("RV", "3M", "global", "0"), "dice"] == pytest.approx(0.8)
     assert table.loc[("RV", "3M", "global", "0"), "dice_std"] == pytest.approx(np.std([0.7, 0.9], ddof=1))
     assert table.loc[("RV", "3M", "global", "0"), "hd95"] == 2.0  # the NaN is left out
+    assert table.loc[("RV", "3M", "global", "0"), "hd95_n"] == 1  # the mean used one value of two
+    assert table.loc[("RV", "3M", "global", "0"), "n_subjects"] == 2
     all_row = table.loc[("RV", "3M", "global", "all")]
     assert all_row["dice"] == pytest.approx(0.7)
     assert all_row["dice_std"] == pytest.approx(np.std([0.8, 0.6], ddof=1))
-    assert all_row["n"] == 2
+    assert all_row["n_folds"] == 2 and all_row["n_subjects"] == 4 and all_row["hd95_n"] == 2
     no_fold = summarize(pd.DataFrame(records).drop(columns="fold"))
     assert no_fold.loc[("RV", "3M", "global"), "dice"] == pytest.approx(0.7)
     with pytest.raises(ValueError):
         summarize([])
+
+
+def test_summarize_counts_empty_predictions_instead_of_hiding_them():
+    records = [
+        {"fold": 0, "task": "FAZ", "fov": "3M", "mode": "none", "dice": 0.0, "hd95": float("nan"), "pred_pixels": 0},
+        {"fold": 0, "task": "FAZ", "fov": "3M", "mode": "none", "dice": 0.9, "hd95": 2.0, "pred_pixels": 50},
+        {"fold": 1, "task": "FAZ", "fov": "3M", "mode": "none", "dice": 0.8, "hd95": 3.0, "pred_pixels": 40},
+    ]
+    table = summarize(records)
+    fold0 = table.loc[("FAZ", "3M", "none", "0")]
+    assert fold0["n_subjects"] == 2 and fold0["hd95_n"] == 1 and fold0["empty_predictions"] == 1
+    assert fold0["dice"] == pytest.approx(0.45)  # the empty prediction counts in Dice
+    every = table.loc[("FAZ", "3M", "none", "all")]
+    assert every["empty_predictions"] == 1 and every["n_subjects"] == 3 and every["n_folds"] == 2
 
 
 def test_all_metrics_agree_with_the_single_functions():

@@ -153,27 +153,75 @@ def test_adapter_round_trip_and_refusals(tiny_ckpt, tmp_path):
         fresh.load_adapter(tmp_path / "missing.safetensors")
 
 
-def test_batched_forward_equals_single_images_and_embeddings_are_reusable(tiny_ckpt):
-    model = PromptableSam(build_sam("tiny", tiny_ckpt))
-    images, coords, labels = _inputs(2, 80)
+def _prompts(lengths, size, seed=0):
+    rng = np.random.default_rng(seed)
+    coords = [rng.uniform(0, size, (n, 2)).astype(np.float32) for n in lengths]
+    labels = [rng.integers(0, 2, n) for n in lengths]
+    return coords, labels
+
+
+@pytest.mark.parametrize("rule", ["most_confident", "single"])
+def test_each_image_decodes_with_its_own_points_whatever_its_batch_mates(tiny_ckpt, rule):
+    from samocta.losses import loss_for_task
+    from samocta.prompts import Prompt, collate_prompts
+
+    model = PromptableSam(build_sam("tiny", tiny_ckpt), mask_rule=rule)
+    images = np.random.default_rng(1).integers(0, 256, (4, 72, 72, 3), dtype=np.uint8)
+    lengths = (1, 3, 7, 12)
+    coords, labels = _prompts(lengths, 72)
     with torch.no_grad():
-        batch = model(images, coords, labels, multimask=True)
-        for i in range(2):
-            n = int((labels[i] >= 0).sum())  # unpadded prompt of image i
-            single = model(images[i : i + 1], coords[i : i + 1, :n], labels[i : i + 1, :n], multimask=True)
-            if n == labels.shape[1]:
-                assert (single.logits - batch.logits[i : i + 1]).abs().max() < 1e-4
         emb = model.embed(images)
-        again = model.decode(emb, coords, labels, multimask=True)
-        assert torch.equal(again.logits, batch.logits)
-        assert batch.all_logits.shape == (2, 3, 80, 80) and batch.iou.shape == (2, 3)
-        best = batch.iou.argmax(1)
-        for i in range(2):
-            assert torch.equal(batch.logits[i, 0], batch.all_logits[i, best[i]])
-        none = model.decode(emb, np.zeros((2, 0, 2), np.float32), np.zeros((2, 0), np.int64))
-        assert none.logits.shape == (2, 1, 80, 80) and torch.isfinite(none.logits).all()
+        batch = model.decode(emb, coords, labels)
+        assert batch.logits.shape == (4, 1, 72, 72) and batch.low_res.shape[1] == (3 if rule == "most_confident" else 1)
+        for i in range(4):
+            alone = model(images[i : i + 1], coords[i][None], labels[i][None])
+            assert (alone.logits - batch.logits[i : i + 1]).abs().max() <= 1e-5
+            assert (alone.low_res - batch.low_res[i : i + 1]).abs().max() <= 1e-5
+        # the padded form (label -1) is the same prompts: padding is dropped, not attended to
+        padded_c, padded_l = collate_prompts([Prompt(c, l, np.zeros((72, 72), bool)) for c, l in zip(coords, labels)])
+        assert torch.equal(model.decode(emb, padded_c, padded_l).logits, batch.logits)
+        # the selected mask is the rule's candidate
+        expected = batch.iou.argmax(1) if rule == "most_confident" else torch.zeros(4, dtype=torch.long)
+        assert torch.equal(batch.selected, expected)
+        low = model.decode(emb, coords, labels, full_size=False)
+        for i in range(4):
+            assert torch.equal(low.logits[i, 0], batch.low_res[i, batch.selected[i]])
+        none = model.decode(emb, [np.zeros((0, 2), np.float32)] * 4, [np.zeros(0, np.int64)] * 4)
+        assert none.logits.shape == (4, 1, 72, 72) and torch.isfinite(none.logits).all()
+    # the loss of a batch is the mean of each image's loss computed alone
+    criterion = loss_for_task("RV")
+    targets = torch.as_tensor(np.random.default_rng(2).random((4, 1, 72, 72)) > 0.7).float()
+    batch_loss = criterion(model(images, coords, labels).logits, targets)
+    alone = [criterion(model(images[i : i + 1], coords[i][None], labels[i][None]).logits, targets[i : i + 1]) for i in range(4)]
+    assert batch_loss.item() == pytest.approx(torch.stack(alone).mean().item(), abs=1e-6)
     with pytest.raises(ValueError, match="one prompt per image"):
         model.decode(emb, coords[:1], labels[:1])
+    with pytest.raises(ValueError, match="point labels"):
+        model.decode(emb, coords, [np.full(n, 5) for n in lengths])
+
+
+@pytest.mark.parametrize("shape", [(304, 304), (200, 320), (400, 250)])
+def test_points_reach_the_prompt_encoder_where_segment_anything_puts_them(tiny_ckpt, shape):
+    """The model's own torch mapping against ResizeLongestSide.apply_coords plus SAM's pixel-centre offset.
+
+    Project points have pixel centres at i + 0.5; segment-anything's have them on integers and its
+    prompt encoder adds 0.5. So the point the encoder receives, plus 0.5, must be apply_coords of
+    the project point: the same continuous position scaled into the resized frame.
+    """
+    from segment_anything.utils.transforms import ResizeLongestSide
+
+    model = PromptableSam(build_sam("tiny", tiny_ckpt))
+    seen = []
+    hook = model.sam.prompt_encoder.register_forward_hook(lambda mod, args, kwargs, out: seen.append(kwargs["points"][0].clone()),
+                                                          with_kwargs=True)
+    h, w = shape
+    points = np.array([[0.5, 0.5], [w - 0.5, h - 0.5], [w / 3, h / 2], [17.5, 140.5]], np.float32)
+    image = np.random.default_rng(0).integers(0, 256, (1, h, w, 3), dtype=np.uint8)
+    with torch.no_grad():
+        model(image, points[None], np.ones((1, 4), np.int64))
+    hook.remove()
+    expected = ResizeLongestSide(model.img_size).apply_coords(points.astype(np.float64), (h, w))
+    assert np.abs(seen[0][0].numpy() + 0.5 - expected).max() <= 1e-4
 
 
 # ----------------------------------------------------------------------------- download

@@ -188,3 +188,49 @@ def tiny_weights_path() -> Path:
     if actual != expected:
         raise CheckpointError(f"{TINY_WEIGHTS}: SHA-256 {actual} differs from the recorded {expected}; the file is damaged")
     return TINY_WEIGHTS
+
+
+def resolve_checkpoint(model_type: str, checkpoint: str | os.PathLike | None) -> tuple[Path | None, str | None]:
+    """The weights file a run uses and its SHA-256 (recorded as an adapter's base).
+
+    Args:
+        model_type: one of ``MODEL_TYPES``.
+        checkpoint: a path; "download" (the official file, fetched once into ``SAMOCTA_CACHE`` and
+            verified; its official SHA-256 is recorded); "random" (random weights, on purpose);
+            None or "" (the shipped weights of "tiny"; refused for the official types, whose
+            weights are not shipped: silently random weights would train nothing useful).
+
+    Returns:
+        ``(path, sha256)``; ``(None, None)`` for random weights.
+
+    Raises:
+        CheckpointError: an official type without a checkpoint, an unknown type, a missing file,
+            or a failed download.
+    """
+    if model_type not in MODEL_TYPES:
+        raise CheckpointError(f"unknown model type {model_type!r}; expected one of {MODEL_TYPES}")
+    checkpoint = None if checkpoint in (None, "") else str(checkpoint)
+    if checkpoint == "random":
+        return None, None
+    if checkpoint is None:
+        if model_type == "tiny":
+            path = tiny_weights_path()
+            return path, TINY_SHA256_FILE.read_text().split()[0]
+        from samocta.model.download import OFFICIAL
+
+        name, size, _ = OFFICIAL[model_type]
+        mb = f", {size / 1e6:,.0f} MB" if size else ""
+        raise CheckpointError(
+            f"--model {model_type} needs --checkpoint: a path to the official {name}, or 'download' to fetch it "
+            f"(once{mb}, checked against its SHA-256), or 'random' for random weights on purpose"
+        )
+    if checkpoint == "download":
+        from samocta.model.download import OFFICIAL, download_checkpoint
+
+        if model_type not in OFFICIAL:
+            raise CheckpointError(f"there is no official {model_type} checkpoint to download; the tiny SAM ships with the package")
+        return download_checkpoint(model_type), OFFICIAL[model_type][2]
+    path = Path(checkpoint).expanduser()
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    return path, file_sha256(path)

@@ -25,6 +25,10 @@ class AdapterError(SamOctaError, ValueError):
     """An adapter file does not fit the model it is loaded into."""
 
 
+# what an adapter must say about the model it belongs to
+ADAPTER_KEYS = ("model_type", "rank", "alpha", "dropout", "train_decoder", "mask_rule", "task")
+
+
 class LoRALinear(nn.Module):
     """A frozen fused ``qkv`` Linear with low-rank updates on its q and v thirds.
 
@@ -106,6 +110,8 @@ class LoRASam(PromptableSam):
         dropout: LoRA dropout.
         train_decoder: also train the mask decoder (SAMed does; SAM-OCTA does not).
         base_sha256: the SHA-256 of the base checkpoint, recorded in saved adapters.
+        mask_rule: which decoder output is the mask (``MASK_RULES``); trained, scored and saved with it.
+        task: the task the adapter is trained for (None: not tied to a task), recorded and checked.
     """
 
     def __init__(
@@ -116,18 +122,21 @@ class LoRASam(PromptableSam):
         dropout: float = 0.0,
         train_decoder: bool = False,
         base_sha256: str | None = None,
+        mask_rule: str = "most_confident",
+        task: str | None = None,
     ) -> None:
-        super().__init__(sam)
+        super().__init__(sam, mask_rule)
         for p in sam.parameters():
             p.requires_grad_(False)
         for block in sam.image_encoder.blocks:
             block.attn.qkv = LoRALinear(block.attn.qkv, rank, alpha, dropout)
-        self.rank, self.alpha, self.dropout_p = rank, float(rank if alpha is None else alpha), dropout
+        self.rank, self.alpha, self.dropout_p = rank, float(rank if alpha is None else alpha), float(dropout)
         self.train_decoder = train_decoder
         if train_decoder:
             for p in sam.mask_decoder.parameters():
                 p.requires_grad_(True)
         self.base_sha256 = base_sha256
+        self.task = task
 
     @property
     def lora_layers(self) -> list[LoRALinear]:
@@ -153,6 +162,8 @@ class LoRASam(PromptableSam):
             "alpha": str(self.alpha),
             "dropout": str(self.dropout_p),
             "train_decoder": str(self.train_decoder),
+            "mask_rule": self.mask_rule,
+            "task": self.task or "",
             "base_sha256": self.base_sha256 or "",
             "samocta_version": __version__,
         }
@@ -181,25 +192,76 @@ class LoRASam(PromptableSam):
             raise AdapterError(f"{path}: not a readable safetensors adapter ({exc})") from exc
         return tensors, meta
 
-    def load_adapter(self, path: str | os.PathLike) -> dict[str, str]:
-        """Load an adapter saved by ``save_adapter``; refuse one made for another base.
+    @classmethod
+    def from_adapter(
+        cls, path: str | os.PathLike, checkpoint: str | os.PathLike | None = None, defaults: dict[str, str] | None = None
+    ) -> "LoRASam":
+        """The model an adapter was trained on, rebuilt from the adapter's metadata, with the adapter loaded.
+
+        Args:
+            path: an adapter written by ``save_adapter``.
+            checkpoint: the base checkpoint as ``resolve_checkpoint`` takes it (None: the shipped
+                tiny weights; the official types need a path, "download" or "random").
+            defaults: values for metadata keys the file lacks (see ``load_adapter``).
+        """
+        from samocta.model.build import build_sam, resolve_checkpoint
+
+        _, meta = cls.read_adapter(path)
+        meta = {**(defaults or {}), **meta}
+        missing = [k for k in ADAPTER_KEYS if k not in meta]
+        if missing:
+            raise AdapterError(f"{path}: the adapter's metadata lacks {missing}; it cannot say which model it belongs to")
+        weights, sha = resolve_checkpoint(meta["model_type"], checkpoint)
+        model = cls(
+            build_sam(meta["model_type"], weights, pretrained=weights is not None), int(meta["rank"]), float(meta["alpha"]),
+            float(meta["dropout"]), meta["train_decoder"] == "True", base_sha256=sha, mask_rule=meta["mask_rule"],
+            task=meta["task"] or None,
+        )
+        model.load_adapter(path, defaults)
+        return model
+
+    def load_adapter(self, path: str | os.PathLike, defaults: dict[str, str] | None = None) -> dict[str, str]:
+        """Load an adapter saved by ``save_adapter``; refuse one that does not fit this model.
+
+        Refused: another model type, rank, alpha, dropout, decoder setting, mask rule, task or
+        base checkpoint, and any load into merged LoRA layers (the update would be applied twice).
+
+        Args:
+            path: the adapter file.
+            defaults: values for metadata keys the file lacks (adapters written before a key
+                existed; e.g. ``{"mask_rule": "single", "task": "FAZ"}`` from the run's config).
 
         Returns:
             the adapter's metadata.
         """
+        if any(layer.merged for layer in self.lora_layers):
+            raise AdapterError(f"cannot load {path} into a merged model: call unmerge() first, or load before merge()")
         tensors, meta = self.read_adapter(path)
-        theirs = {k: meta.get(k, "?") for k in ("model_type", "rank", "train_decoder", "base_sha256")}
-        mine = self.adapter_metadata()
-        if theirs["model_type"] != self.model_type:
-            raise AdapterError(f"{path} was made for {theirs['model_type']}, this model is {self.model_type}")
-        if theirs["rank"] != mine["rank"] or theirs["train_decoder"] != mine["train_decoder"]:
+        meta = {**(defaults or {}), **meta}
+        missing = [k for k in ADAPTER_KEYS if k not in meta]
+        if missing:
             raise AdapterError(
-                f"{path} has rank {theirs['rank']} and train_decoder={theirs['train_decoder']}; build "
-                f"LoRASam(sam, rank={theirs['rank']}, train_decoder={theirs['train_decoder']}) to load it"
+                f"{path}: the adapter's metadata lacks {missing}; pass them as defaults (e.g. from the run's config.json)"
             )
-        if theirs["base_sha256"] and self.base_sha256 and theirs["base_sha256"] != self.base_sha256:
+        mine = self.adapter_metadata()
+        if meta["model_type"] != self.model_type:
+            raise AdapterError(f"{path} was made for {meta['model_type']}, this model is {self.model_type}")
+        differ = []
+        for key in ("rank", "alpha", "dropout"):
+            if float(meta[key]) != float(mine[key]):
+                differ.append(f"{key} {meta[key]} (this model: {mine[key]})")
+        for key in ("train_decoder", "mask_rule", "task"):
+            if meta[key] != mine[key]:
+                differ.append(f"{key} {meta[key] or 'none'!r} (this model: {mine[key] or 'none'!r})")
+        if differ:
             raise AdapterError(
-                f"{path} was trained on the {self.model_type} checkpoint with SHA-256 {theirs['base_sha256'][:12]}..., "
+                f"{path} does not fit this model: {'; '.join(differ)}. Build the model the adapter was trained "
+                f"with, e.g. LoRASam.from_adapter(path, checkpoint)"
+            )
+        theirs_sha = meta.get("base_sha256", "")
+        if theirs_sha and self.base_sha256 and theirs_sha != self.base_sha256:
+            raise AdapterError(
+                f"{path} was trained on the {self.model_type} checkpoint with SHA-256 {theirs_sha[:12]}..., "
                 f"this model was built from {self.base_sha256[:12]}..."
             )
         expected = self.adapter_state_dict()

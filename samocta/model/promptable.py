@@ -14,6 +14,7 @@ the official per-image call.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -21,6 +22,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from samocta.prompts import resized_shape
+
+
+MASK_RULES = ("most_confident", "single")
+"""How a mask is chosen among the decoder's outputs: "most_confident" (the paper's rule and SAM's
+own for ambiguous prompts: the multimask output with the highest predicted IoU) or "single" (the
+decoder's single-mask output, which the reference code trains and scores)."""
 
 
 @dataclass
@@ -37,27 +44,59 @@ class Embedding:
     input_size: tuple[int, int]
     original_size: tuple[int, int]
 
-    def select(self, index: int | slice | list[int]) -> "Embedding":
-        """The embeddings of some images of the batch (for decoding them with new prompts)."""
-        feats = self.features[index] if not isinstance(index, int) else self.features[index : index + 1]
-        return Embedding(feats, self.input_size, self.original_size)
-
 
 @dataclass
 class MaskOutput:
-    """Decoder output.
+    """Decoder output: the selected mask of each image and every candidate it was chosen from.
 
     Attributes:
-        logits: ``(B, 1, H, W)`` the selected mask (the most confident one when multimask).
-        all_logits: ``(B, K, H, W)`` every mask (K = 3 with multimask, else 1).
-        iou: ``(B, K)`` the decoder's predicted IoU of each mask.
-        low_res: ``(B, K, 4E, 4E)`` the decoder's own low-resolution logits.
+        logits: ``(B, 1, H, W)`` the selected mask at the original size (at the decoder's
+            low resolution ``4E`` when decoded with ``full_size=False``).
+        low_res: ``(B, K, 4E, 4E)`` every candidate (K = 3 with the "most_confident" rule, else 1).
+        iou: ``(B, K)`` the decoder's predicted IoU of each candidate.
+        selected: ``(B,)`` index into K of the selected candidate.
     """
 
     logits: torch.Tensor
-    all_logits: torch.Tensor
-    iou: torch.Tensor
     low_res: torch.Tensor
+    iou: torch.Tensor
+    selected: torch.Tensor
+
+    def masks(self, threshold: float = 0.5) -> np.ndarray:
+        """The selected masks, binarised: bool ``(B, H, W)``, ``sigmoid(logits) > threshold``."""
+        return (torch.sigmoid(self.logits[:, 0].float()) > threshold).cpu().numpy()
+
+
+def split_prompts(
+    coords: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+    labels: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+    device: torch.device,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Per-image ``(coords (N_i, 2), labels (N_i,))`` from a padded batch or from per-image lists.
+
+    Points labelled -1 are padding and are dropped: each image keeps exactly its own points.
+
+    Args:
+        coords: float ``(B, N, 2)``, or B arrays ``(N_i, 2)``; ``(x, y)``, pixel centres at ``i + 0.5``.
+        labels: int ``(B, N)``, or B arrays ``(N_i,)``: 1 positive, 0 negative, -1 padding.
+
+    Raises:
+        ValueError: the two do not pair up, or a label is not -1, 0 or 1.
+    """
+    if len(coords) != len(labels):
+        raise ValueError(f"need one label list per coordinate list: {len(coords)} vs {len(labels)}")
+    out = []
+    for c, lab in zip(coords, labels):
+        c = torch.as_tensor(np.asarray(c) if not isinstance(c, torch.Tensor) else c, dtype=torch.float32, device=device)
+        lab = torch.as_tensor(np.asarray(lab) if not isinstance(lab, torch.Tensor) else lab, dtype=torch.int64, device=device)
+        c = c.reshape(-1, 2) if c.numel() == 0 else c
+        if c.ndim != 2 or c.shape[1] != 2 or lab.ndim != 1 or lab.shape[0] != c.shape[0]:
+            raise ValueError(f"an image's points must be coords (N, 2) with labels (N,), got {tuple(c.shape)} and {tuple(lab.shape)}")
+        if bool(((lab < -1) | (lab > 1)).any()):
+            raise ValueError(f"point labels must be 1 (positive), 0 (negative) or -1 (padding), got {sorted(set(lab.tolist()))}")
+        keep = lab >= 0
+        out.append((c[keep], lab[keep]))
+    return out
 
 
 def click_map(coords: torch.Tensor, labels: torch.Tensor, grid: int, img_size: int, sigma: float, amplitude: float = 8.0) -> torch.Tensor:
@@ -121,13 +160,20 @@ class PromptableSam(nn.Module):
 
     Args:
         sam: segment-anything ``Sam`` with ``model_type`` and ``click_sigma`` attributes.
+        mask_rule: which decoder output is the mask, one of ``MASK_RULES`` (default: the paper's
+            "most_confident"). ``decode`` uses it unless told otherwise, so everything that decodes
+            with a model (training, validation, evaluation, prediction, the widget) follows the
+            rule the model was trained with.
     """
 
-    def __init__(self, sam: nn.Module) -> None:
+    def __init__(self, sam: nn.Module, mask_rule: str = "most_confident") -> None:
         super().__init__()
+        if mask_rule not in MASK_RULES:
+            raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {mask_rule!r}")
         self.sam = sam
         self.model_type: str = getattr(sam, "model_type", "unknown")
         self.click_sigma: float | None = getattr(sam, "click_sigma", None)
+        self.mask_rule = mask_rule
         # set by samocta.model.speed.enable_half_frozen: the encoder's weights are stored in this dtype
         self.encoder_dtype: torch.dtype | None = None
 
@@ -167,55 +213,86 @@ class PromptableSam(nn.Module):
         scale = torch.tensor([w / original_size[1], h / original_size[0]], device=coords.device, dtype=coords.dtype)
         return coords * scale - 0.5
 
-    def decode(
-        self,
-        embedding: Embedding,
-        coords: np.ndarray | torch.Tensor,
-        labels: np.ndarray | torch.Tensor,
-        multimask: bool = False,
-        full_size: bool = True,
-    ) -> MaskOutput:
-        """Masks for one prompt per embedded image.
-
-        Args:
-            embedding: from ``embed`` (B images).
-            coords: float ``(B, N, 2)`` ``(x, y)`` in original pixels, pixel centres at ``i + 0.5``;
-                ``N`` may be 0 (SAM's padding point only: the "no prompt" mode).
-            labels: int ``(B, N)``: 1 positive, 0 negative, -1 padding ("not a point").
-            multimask: return SAM's three masks and select the one with the highest predicted IoU.
-            full_size: also upsample to the original size (False: only ``low_res`` is filled;
-                cheaper for training at low resolution).
-
-        Returns:
-            ``MaskOutput``.
-        """
-        dev = self.device
-        coords = torch.as_tensor(coords, dtype=torch.float32, device=dev)
-        labels = torch.as_tensor(labels, dtype=torch.int64, device=dev)
-        feats = embedding.features
-        if coords.shape[0] != feats.shape[0] or labels.shape != coords.shape[:2]:
-            raise ValueError(
-                f"need one prompt per image: {feats.shape[0]} embeddings, coords {tuple(coords.shape)}, labels {tuple(labels.shape)}"
-            )
-        pts = self.to_model_frame(coords, embedding.original_size)
-        pe = self.sam.prompt_encoder.get_dense_pe()
+    def _decode_group(self, features: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, original_size: tuple[int, int]):
+        """All decoder outputs ``(G, 1 + 3, 4E, 4E)`` and IoUs ``(G, 4)`` for G images with N points each."""
+        pts = self.to_model_frame(coords, original_size)
         dense_in = None
         if self.click_sigma is not None:
             grid = 4 * self.sam.prompt_encoder.image_embedding_size[0]
             dense_in = click_map(pts, labels, grid, self.img_size, self.click_sigma)
+        # boxes=None: the prompt encoder appends its one padding point, as SamPredictor does
         sparse, dense = self.sam.prompt_encoder(points=(pts, labels), boxes=None, masks=dense_in)
-        all_low, all_iou = predict_masks_paired(self.sam.mask_decoder, feats, pe, sparse, dense)
-        keep = slice(1, None) if multimask else slice(0, 1)  # as MaskDecoder.forward selects
-        low_res, iou = all_low[:, keep], all_iou[:, keep]
-        if not full_size:
-            return MaskOutput(low_res[:, :1], low_res, iou, low_res)
-        masks = self.sam.postprocess_masks(low_res, embedding.input_size, embedding.original_size)
-        best = iou.argmax(dim=1) if multimask else torch.zeros(iou.shape[0], dtype=torch.long, device=dev)
-        selected = masks[torch.arange(masks.shape[0], device=dev), best].unsqueeze(1)
-        return MaskOutput(selected, masks, iou, low_res)
+        return predict_masks_paired(self.sam.mask_decoder, features, self.sam.prompt_encoder.get_dense_pe(), sparse, dense)
+
+    def decode(
+        self,
+        embedding: Embedding,
+        coords: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+        labels: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+        mask_rule: str | None = None,
+        full_size: bool = True,
+    ) -> MaskOutput:
+        """Masks for one prompt per embedded image, each decoded with exactly its own points.
+
+        SAM's decoder attends to every prompt token, so padding one image's prompt to the length
+        of another's would change its mask. Images are therefore grouped by their number of points
+        and each group decoded in one call; every image sees its own points plus the single
+        padding point SAM's prompt encoder adds when there is no box. The result does not depend
+        on the other images of the batch.
+
+        Args:
+            embedding: from ``embed`` (B images).
+            coords: float ``(B, N, 2)`` or B arrays ``(N_i, 2)``: ``(x, y)`` in original pixels,
+                pixel centres at ``i + 0.5``. ``N_i`` may be 0 (SAM's padding point only: no prompt).
+            labels: int ``(B, N)`` or B arrays ``(N_i,)``: 1 positive, 0 negative, -1 padding
+                (dropped).
+            mask_rule: one of ``MASK_RULES``; default the model's ``mask_rule``.
+            full_size: upsample the selected mask to the original size (False: ``logits`` stays at
+                the decoder's low resolution, cheaper for training at low resolution).
+
+        Returns:
+            ``MaskOutput``.
+        """
+        rule = self.mask_rule if mask_rule is None else mask_rule
+        if rule not in MASK_RULES:
+            raise ValueError(f"mask_rule must be one of {MASK_RULES}, got {rule!r}")
+        dev = self.device
+        feats = embedding.features
+        prompts = split_prompts(coords, labels, dev)
+        if len(prompts) != feats.shape[0]:
+            raise ValueError(f"need one prompt per image: {feats.shape[0]} embeddings, {len(prompts)} prompts")
+        groups: dict[int, list[int]] = {}
+        for i, (c, _) in enumerate(prompts):
+            groups.setdefault(int(c.shape[0]), []).append(i)
+        lows, ious, order = [], [], []
+        for idx in groups.values():
+            c = torch.stack([prompts[i][0] for i in idx])
+            lab = torch.stack([prompts[i][1] for i in idx])
+            low, iou = self._decode_group(feats[idx], c, lab, embedding.original_size)
+            lows.append(low)
+            ious.append(iou)
+            order.extend(idx)
+        inverse = torch.empty(len(order), dtype=torch.long, device=dev)
+        inverse[torch.tensor(order, device=dev)] = torch.arange(len(order), device=dev)
+        all_low, all_iou = torch.cat(lows)[inverse], torch.cat(ious)[inverse]
+        # index 0 is the single-mask output, 1: the three multimask outputs (as MaskDecoder.forward)
+        if rule == "single":
+            low_res, iou = all_low[:, :1], all_iou[:, :1]
+            selected = torch.zeros(iou.shape[0], dtype=torch.long, device=dev)
+        else:
+            low_res, iou = all_low[:, 1:], all_iou[:, 1:]
+            selected = iou.argmax(dim=1)
+        best = low_res[torch.arange(low_res.shape[0], device=dev), selected].unsqueeze(1)
+        if full_size:
+            best = self.sam.postprocess_masks(best, embedding.input_size, embedding.original_size)
+        return MaskOutput(best, low_res, iou, selected)
 
     def forward(
-        self, images: np.ndarray | torch.Tensor, coords: np.ndarray | torch.Tensor, labels: np.ndarray | torch.Tensor, multimask: bool = False
+        self,
+        images: np.ndarray | torch.Tensor,
+        coords: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+        labels: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
+        mask_rule: str | None = None,
     ) -> MaskOutput:
-        """``decode(embed(images), coords, labels, multimask)``; see ``decode``."""
-        return self.decode(self.embed(images), coords, labels, multimask)
+        """``decode(embed(images), coords, labels, mask_rule)``; see ``decode``."""
+        return self.decode(self.embed(images), coords, labels, mask_rule)

@@ -81,8 +81,16 @@ def disable_sdpa(model: torch.nn.Module) -> None:
 
 
 def autocast_dtype(device: torch.device) -> torch.dtype:
-    """The mixed-precision dtype for ``device``: bf16 on CPUs and GPUs that have it, else fp16."""
-    return torch.bfloat16 if device.type == "cpu" or torch.cuda.is_bf16_supported() else torch.float16
+    """The mixed-precision dtype for ``device``: bf16 on CPUs and on GPUs of compute capability 8.0
+    (Ampere) and up; fp16, with a gradient scaler, below.
+
+    ``torch.cuda.is_bf16_supported()`` is true on a T4 (7.5, Colab's free GPU) too, where bf16 is
+    emulated and slow, so the capability decides.
+    """
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+    return torch.bfloat16
 
 
 def enable_half_frozen(model: torch.nn.Module, dtype: torch.dtype = torch.float16) -> int:
