@@ -15,15 +15,15 @@ import platform
 import resource
 import statistics
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 import torch
 
-from samocta.model.speed import autocast_dtype
+from samocta.model.speed import apply_speed_settings
 
-VARIANTS = ("baseline", "sdpa", "checkpointing", "amp", "half_frozen", "all")
-
+if TYPE_CHECKING:
+    import pandas as pd
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -36,23 +36,26 @@ def _peak_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
+# the switches of each variant, as TrainConfig spells them
+_LEVERS = {
+    "baseline": {},
+    "sdpa": {"sdpa": "on"},
+    "checkpointing": {"grad_checkpointing": "on"},
+    "amp": {"amp": "on"},
+    "half_frozen": {"amp": "on", "half_frozen": "on"},
+    "all": {"amp": "on", "half_frozen": "on", "sdpa": "on", "grad_checkpointing": "on"},
+}
+VARIANTS = tuple(_LEVERS)
+
+
 def _model(model_type: str, variant: str, device: torch.device):
+    """A LoRA model with the variant's levers applied by the helper training uses, and its precision."""
     from samocta.model import LoRASam, build_sam
-    from samocta.model.speed import enable_checkpointing, enable_half_frozen, enable_sdpa
 
     sam = build_sam(model_type, pretrained=False) if model_type == "tiny" else build_sam(model_type)
     model = LoRASam(sam, rank=4).to(device)
-    if variant in ("sdpa", "all"):
-        enable_sdpa(model)
-    if variant in ("checkpointing", "all"):
-        enable_checkpointing(model)
-    if variant in ("half_frozen", "all"):
-        enable_half_frozen(model, autocast_dtype(device))
-    return model
-
-
-def _autocast(variant: str, device: torch.device):
-    return torch.autocast(device.type, dtype=autocast_dtype(device), enabled=variant in ("amp", "half_frozen", "all"))
+    levers = {"amp": "off", "grad_checkpointing": "off", "sdpa": "off", "half_frozen": "off", **_LEVERS[variant]}
+    return model, apply_speed_settings(model, device, **levers)
 
 
 def _median(fn, repeat: int, warmup: int, device: torch.device) -> float:
@@ -72,7 +75,7 @@ def bench_variant(model_type: str, variant: str, device: torch.device, repeat: i
     """Time one variant; returns a row of figures."""
     from samocta.losses import dice_loss
 
-    model = _model(model_type, variant, device)
+    model, precision = _model(model_type, variant, device)
     size = model.img_size
     image = np.random.default_rng(0).integers(0, 256, (1, size, size, 3), dtype=np.uint8)
     x, _, _ = model.preprocess(image)
@@ -81,20 +84,18 @@ def bench_variant(model_type: str, variant: str, device: torch.device, repeat: i
     target = torch.zeros(1, 1, size, size, device=device)
     target[..., size // 3 : size // 2, size // 3 : size // 2] = 1
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=1e-4)
-    # fp16 autocast (GPUs without bf16) trains with a grad scaler, as train_fold does
-    fp16 = variant in ("amp", "half_frozen", "all") and autocast_dtype(device) == torch.float16
-    scaler = torch.amp.GradScaler(device.type, enabled=fp16)
+    scaler = precision.scaler(device)  # fp16 trains with a grad scaler, as train_fold does
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
 
     def forward():
-        with torch.inference_mode(), _autocast(variant, device):
+        with torch.inference_mode(), precision.context(device):
             model.sam.image_encoder(x)
 
     def step(batch: int = 1):
         model.train()
         images = np.repeat(image, batch, axis=0)
-        with _autocast(variant, device):
+        with precision.context(device):
             out = model(images, np.repeat(coords, batch, 0), np.repeat(labels, batch, 0))
         loss = dice_loss(out.logits.float(), target.expand(batch, -1, -1, -1))
         opt.zero_grad(set_to_none=True)
@@ -118,12 +119,12 @@ def bench_variant(model_type: str, variant: str, device: torch.device, repeat: i
                 gc.collect()
                 torch.cuda.empty_cache()
         row["largest batch"] = largest
-    del model, opt
     gc.collect()
     return row
 
 
-def run(model_type: str = "tiny", device: str = "cpu", quick: bool = False, variants=VARIANTS, max_batch: int = 64) -> Any:
+def run(model_type: str = "tiny", device: str = "cpu", quick: bool = False, variants: Sequence[str] = VARIANTS,
+        max_batch: int = 64) -> "pd.DataFrame":
     """All variants in one process; returns a DataFrame with ratios to the baseline."""
     import pandas as pd
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 import numpy as np
 import torch
 
+from samocta import runs
 from samocta.prompts import MODES, Prompt, PromptSpec
 
 if TYPE_CHECKING:
@@ -169,7 +170,7 @@ def evaluate_run(
     run_dir: str | os.PathLike,
     modes: Sequence[str] | None = None,
     part: str | None = None,
-    adapter: str = "best",
+    adapter: runs.Which = "best",
     save_masks: bool = False,
     progress: bool = True,
 ) -> "pd.DataFrame":
@@ -189,25 +190,26 @@ def evaluate_run(
         setup, split, part and selection.
     """
     from samocta.data import OCTA500, Split
+    from samocta.files import atomic_write_csv, atomic_write_text
     from samocta.metrics import summarize
-    from samocta.train import TrainConfig, build_model, resolve_device
+    from samocta.model import build_model
+    from samocta.train import TrainConfig
 
-    if adapter not in ("best", "last"):
-        raise ValueError(f"adapter must be 'best' or 'last', got {adapter!r}")
+    adapter_file = runs.adapter(run_dir, adapter)
     run_dir = Path(run_dir)
-    config = TrainConfig.from_json(run_dir / "config.json")
-    split = Split.from_json(run_dir / "split.json")
+    config = TrainConfig.from_json(run_dir / runs.CONFIG)
+    split = Split.from_json(run_dir / runs.SPLIT)
     part = part or ("test" if config.split == "standard" and split.test else "val")
     modes = list(modes) if modes is not None else ["none", config.prompt_mode]
     specs = {m: config.prompt_spec() if m == config.prompt_mode else PromptSpec.paper(config.task, m) for m in dict.fromkeys(modes)}
-    model = build_model(config, resolve_device(config.device))
+    model = build_model(config)
     # adapters written before the metadata named the rule and task take them from the run's config
-    model.load_adapter(run_dir / f"adapter_{adapter}.safetensors", defaults={"mask_rule": config.mask_rule, "task": config.task})
+    model.load_adapter(adapter_file, defaults={"mask_rule": config.mask_rule, "task": config.task})
     index = OCTA500(config.data, config.fov)
     results = evaluate(
         model, index, getattr(split, part), config.task, specs, seed=config.seed, threshold=config.threshold,
         fold=config.fold if config.split == "kfold" else "standard",
-        save_dir=run_dir / f"masks-{part}" if save_masks else None, progress=progress,
+        save_dir=runs.masks(run_dir, part) if save_masks else None, progress=progress,
     )
     results["data_source"] = data_source(config.data)
     results["model_type"] = config.model
@@ -216,11 +218,10 @@ def evaluate_run(
     results["split"] = config.split
     results["part"] = part
     results["selection"] = selection_label(config.split, part, adapter)
-    results.to_csv(run_dir / f"results-{part}.csv", index=False)
-    summarize(results).to_csv(run_dir / f"summary-{part}.csv")
-    (run_dir / f"evaluation-{part}.json").write_text(
-        json.dumps({"part": part, "ids": getattr(split, part), "modes": list(specs), "adapter": adapter}) + "\n"
-    )
+    atomic_write_csv(results, runs.results(run_dir, part), index=False)
+    atomic_write_csv(summarize(results), runs.summary(run_dir, part))
+    atomic_write_text(runs.evaluation(run_dir, part),
+                      json.dumps({"part": part, "ids": getattr(split, part), "modes": list(specs), "adapter": adapter}) + "\n")
     return results
 
 

@@ -1,7 +1,8 @@
 """Writing files atomically (a temporary file, then a rename), and reproducibly.
 
-Every file the package writes for later (configs, histories, checkpoints, adapters, weights) goes
-through here, so an interruption never leaves a half-written file behind.
+Every file the package writes (configs, histories, checkpoints, adapters, weights, results,
+masks, synthetic data) goes through here, so an interruption never leaves a half-written file
+behind; logs that grow line by line are appended and synced (``append_line``).
 
 safetensors keeps the ``__metadata__`` strings in a hash map, so with two or more entries their
 order in the header, and so the file's bytes and SHA-256, change from process to process even for
@@ -14,34 +15,85 @@ from __future__ import annotations
 import json
 import os
 import struct
+import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable
 
-import torch
+if TYPE_CHECKING:  # torch takes seconds to import; only two writers need it
+    import pandas as pd
+    import torch
 
 
-def _tmp_for(path: Path) -> Path:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+    """Write a file atomically: ``write(fh)`` fills a temporary file of its own beside ``path``,
+    which is flushed and synced to disk, then renamed over ``path``.
+
+    The temporary name is unique to each writer, so two writers of one path never share a file,
+    and a reader sees either the old file or the complete new one.
+    """
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    return path.with_name(f".{path.name}.tmp")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0o600; written files are readable as any other
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    atomic_write(path, lambda fh: fh.write(data))
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` atomically."""
+    """Write ``text`` (UTF-8) to ``path`` atomically."""
+    atomic_write_bytes(path, text.encode())
+
+
+def atomic_write_csv(frame: "pd.DataFrame", path: str | os.PathLike, **to_csv: Any) -> None:
+    """A pandas DataFrame as CSV, atomically (``to_csv`` options pass through)."""
+    atomic_write_text(path, frame.to_csv(**to_csv))
+
+
+def append_line(path: str | os.PathLike, line: str) -> None:
+    """Append one line to a log (e.g. a training curve), flushed to disk before returning.
+
+    Logs grow by whole lines: a reader sees every line written before, and a crash at worst
+    leaves the last line incomplete.
+    """
     path = Path(path)
-    tmp = _tmp_for(path)
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        fh.write(line.rstrip("\n") + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file, read in chunks."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def atomic_torch_save(obj: Any, path: str | os.PathLike) -> None:
     """``torch.save`` to ``path`` atomically."""
-    path = Path(path)
-    tmp = _tmp_for(path)
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    import torch
+
+    atomic_write(path, lambda fh: torch.save(obj, fh))
 
 
-def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> bytes:
+def safetensors_bytes(tensors: "dict[str, torch.Tensor]", metadata: dict[str, str] | None = None) -> bytes:
     """``safetensors.torch.save`` with a deterministic header."""
     from safetensors.torch import save
 
@@ -55,10 +107,6 @@ def safetensors_bytes(tensors: dict[str, torch.Tensor], metadata: dict[str, str]
     return struct.pack("<Q", len(text)) + text + raw[8 + n :]
 
 
-def save_safetensors(tensors: dict[str, torch.Tensor], path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
-    """Write ``tensors`` atomically (a temporary file, then a rename), readable by everyone (0o644)."""
-    path = Path(path)
-    tmp = _tmp_for(path)
-    tmp.write_bytes(safetensors_bytes(tensors, metadata))
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+def save_safetensors(tensors: "dict[str, torch.Tensor]", path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
+    """Write ``tensors`` as safetensors with a deterministic header, atomically."""
+    atomic_write_bytes(path, safetensors_bytes(tensors, metadata))

@@ -12,18 +12,21 @@ empty predictions.
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 import numpy as np
 from scipy import ndimage
+
+from samocta.connectivity import EIGHT, FOUR
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 try:  # OpenCV's exact Euclidean distance transform and labelling are 2-3x faster than scipy's
     import cv2
 except ImportError:  # pragma: no cover - scipy gives the same numbers
     cv2 = None
 
-EIGHT = np.ones((3, 3), bool)
-FOUR = ndimage.generate_binary_structure(2, 1)
 METRICS = ("dice", "jaccard", "precision", "recall", "cldice", "hd95", "betti0_error", "betti1_error")
 
 
@@ -192,7 +195,7 @@ def summarize(
     by: Sequence[str] = ("task", "fov", "trained_mode", "mode"),
     fold: str = "fold",
     metrics: Sequence[str] | None = None,
-) -> Any:
+) -> "pd.DataFrame":
     """Mean +- std of per-sample metrics per group and fold, and across folds, with honest counts.
 
     Args:

@@ -13,7 +13,6 @@ model stuck on empty masks for minutes, while the map got it learning at once.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
@@ -27,7 +26,8 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.draw import disk, ellipse, polygon
 
-from samocta.files import atomic_torch_save, atomic_write_text, save_safetensors
+from samocta.files import append_line, atomic_torch_save, atomic_write_text, save_safetensors, sha256_file
+from samocta.options import check_fields, option
 from samocta.synth.render import stamp_segments
 
 SHAPES = ("disc", "ellipse", "polygon", "thin_curve", "thick_curve", "ring")
@@ -129,20 +129,23 @@ def sample_points(target: np.ndarray, n_pos: int, n_neg: int, rng: np.random.Gen
 
 @dataclass
 class PretrainConfig:
-    """The deterministic pretraining recipe."""
+    """The deterministic pretraining recipe; the ``pretrain-tiny`` flags are generated from these fields."""
 
-    steps: int = 12000
-    images_per_step: int = 8
-    prompts_per_image: int = 2
-    lr: float = 4e-4
-    weight_decay: float = 0.05
-    warmup: int = 250
-    seed: int = 0
-    eval_every: int = 500
-    eval_shapes: int = 100
-    checkpoint_every: int = 250
-    final_eval_shapes: int = 200
-    threads: int = 0  # 0: torch's default
+    steps: int = option(12000, "optimiser steps in all (the shipped weights: 12,000); a resume continues to this", minimum=1)
+    images_per_step: int = option(8, "shape scenes per step", minimum=1)
+    prompts_per_image: int = option(2, "prompts drawn on each scene", minimum=1)
+    lr: float = option(4e-4, "AdamW peak learning rate (cosine decay to a tenth)", above=0, maximum=1)
+    weight_decay: float = option(0.05, "AdamW weight decay", minimum=0)
+    warmup: int = option(250, "steps of linear warm-up", minimum=0)
+    seed: int = option(0, "seed of the scenes, prompts and initialisation", minimum=0)
+    eval_every: int = option(500, "steps between held-out mIoU points of the curve", minimum=1)
+    eval_shapes: int = option(100, "held-out scenes per curve point", minimum=1)
+    checkpoint_every: int = option(250, "steps between resumable checkpoints", minimum=1)
+    final_eval_shapes: int = option(200, "held-out scenes of the final zero-shot figures", minimum=1)
+    threads: int = option(0, "torch CPU threads (0: torch's default)", minimum=0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 def _batch(size: int, cfg: PretrainConfig, rng: np.random.Generator):
@@ -179,20 +182,15 @@ def _mask_losses(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tens
 
 def train_step(model, batch, cfg: PretrainConfig) -> torch.Tensor:
     """Loss of one batch: best of the three multimask outputs + the single-mask output + IoU head."""
-    from samocta.model.promptable import click_map, predict_masks_paired
-
     images, coords, labels, targets = batch
     emb = model.embed(images)
     feats = emb.features.repeat_interleave(cfg.prompts_per_image, dim=0)
     dev = model.device
-    pts = model.to_model_frame(torch.as_tensor(coords, device=dev), emb.original_size)
-    lab = torch.as_tensor(labels, device=dev)
-    sam = model.sam
-    grid = 4 * sam.prompt_encoder.image_embedding_size[0]
-    dense_in = click_map(pts, lab, grid, model.img_size, model.click_sigma)
-    sparse, dense = sam.prompt_encoder(points=(pts, lab), boxes=None, masks=dense_in)
-    pe = sam.prompt_encoder.get_dense_pe()
-    low, iou_pred = predict_masks_paired(sam.mask_decoder, feats, pe, sparse, dense)  # (P, 4, g, g), (P, 4)
+    # the recipe's prompts are padded to five points with "not a point" tokens, as the shipped
+    # weights were trained; decode_candidates keeps them (decode would drop them)
+    low, iou_pred = model.decode_candidates(
+        feats, torch.as_tensor(coords, device=dev), torch.as_tensor(labels, device=dev), emb.original_size
+    )  # (P, 4, g, g), (P, 4)
     t = torch.as_tensor(targets, device=dev, dtype=torch.float32).unsqueeze(1)
     t = F.adaptive_avg_pool2d(t, low.shape[-2:]).squeeze(1)  # area-downsampled soft target
     per_mask, true_iou = _mask_losses(low, t)
@@ -218,7 +216,7 @@ def zero_shot_miou(model, n: int = 200, seed: int = 10_000, n_pos: int = 1, n_ne
         target = masks[int(rng.integers(len(masks)))]
         coords, labels = sample_points(target, n_pos, n_neg, rng)
         out = model(image[None], coords[None], labels[None], mask_rule="most_confident" if n_pos + n_neg == 1 else "single")
-        pred = (out.logits[0, 0] > 0).cpu().numpy()
+        pred = out.masks(0.5)[0]
         union = (pred | target).sum()
         ious.append((pred & target).sum() / union if union else 1.0)
     return float(np.mean(ious))
@@ -283,7 +281,7 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
         start, elapsed = int(state["step"]), float(state["elapsed"])
     curve_path = out / "curve.csv"
     if start == 0:
-        curve_path.write_text("step,seconds,loss,miou_1pos\n")
+        atomic_write_text(curve_path, "step,seconds,loss,miou_1pos\n")
     stages = _record_stage(out / "stages.json", start, cfg.steps)
     atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=1) + "\n")
     size = model.img_size
@@ -304,8 +302,7 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
         done = step + 1
         if done % cfg.eval_every == 0 or done == cfg.steps:
             miou = zero_shot_miou(model, cfg.eval_shapes, seed=20_000)
-            with curve_path.open("a", newline="") as fh:
-                csv.writer(fh).writerow([done, round(time.perf_counter() - t0, 1), round(running, 4), round(miou, 4)])
+            append_line(curve_path, f"{done},{round(time.perf_counter() - t0, 1)},{round(running, 4)},{round(miou, 4)}")
         if done % cfg.checkpoint_every == 0 or done == cfg.steps:
             atomic_torch_save(
                 {"model": model.state_dict(), "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
@@ -326,8 +323,6 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
 
 def export_weights(sam: torch.nn.Module, path: str | os.PathLike) -> str:
     """Save a SAM state dict as fp16 safetensors; returns its SHA-256."""
-    from samocta.model.build import file_sha256
-
     state = {k: v.detach().to(torch.float16).contiguous() for k, v in sam.state_dict().items()}
     save_safetensors(state, path, metadata={"model_type": "tiny", "format": "segment-anything Sam state dict, fp16"})
-    return file_sha256(path)
+    return sha256_file(path)

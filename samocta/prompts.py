@@ -25,16 +25,18 @@ Edge cases, one documented behaviour each:
 
 from __future__ import annotations
 
+import typing
 from dataclasses import asdict, dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 from scipy import ndimage
 
+from samocta.connectivity import EIGHT
 from samocta.errors import SamOctaError
 
-EIGHT = np.ones((3, 3), bool)
-MODES = ("none", "global", "local")
+Mode = Literal["none", "global", "local"]
+MODES: tuple[str, ...] = typing.get_args(Mode)
 OTHER_VESSEL = {"Artery": "Vein", "Vein": "Artery"}
 
 
@@ -356,42 +358,6 @@ def evaluation_prompt(
 ) -> Prompt:
     """The fixed prompt of one subject for validation and test (it never changes between runs)."""
     return spec(mask, fixed_rng(seed, sample_id), labels=labels)
-
-
-# ----------------------------------------------------------------------------- SAM's input frame
-
-
-def resized_shape(original_hw: tuple[int, int], target_length: int = 1024) -> tuple[int, int]:
-    """The ``(H, W)`` SAM resizes an image to: longest side ``target_length``, rounded as SAM rounds."""
-    h, w = original_hw
-    scale = target_length / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
-
-
-def to_model_frame(coords: np.ndarray, original_hw: tuple[int, int], target_length: int = 1024) -> np.ndarray:
-    """Map ``(x, y)`` points (pixel centres at ``i + 0.5``) into SAM's resized input frame.
-
-    SAM adds 0.5 to every point before encoding it (its pixel centres sit on integers), so a
-    pixel centre ``i + 0.5`` maps to ``(i + 0.5) * s - 0.5`` and lands on the centre of the same
-    region after resizing. The reference code's ``i * s + 0.5`` is off by up to 0.35 px at 304 px.
-
-    Args:
-        coords: float ``(..., 2)`` in original pixels.
-        original_hw: ``(H, W)`` of the original image.
-
-    Returns:
-        float32 ``(..., 2)`` in SAM's frame, as ``point_coords``.
-    """
-    new_h, new_w = resized_shape(original_hw, target_length)
-    scale = np.array([new_w / original_hw[1], new_h / original_hw[0]], np.float64)
-    return (np.asarray(coords, np.float64) * scale - 0.5).astype(np.float32)
-
-
-def from_model_frame(coords: np.ndarray, original_hw: tuple[int, int], target_length: int = 1024) -> np.ndarray:
-    """Inverse of ``to_model_frame``."""
-    new_h, new_w = resized_shape(original_hw, target_length)
-    scale = np.array([new_w / original_hw[1], new_h / original_hw[0]], np.float64)
-    return ((np.asarray(coords, np.float64) + 0.5) / scale).astype(np.float32)
 
 
 def collate_prompts(prompts: Sequence[Prompt], pad_to: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from samocta.connectivity import EIGHT
 from samocta.data.octa500 import LAYERS, TASKS, Sample
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 POSITIVE, NEGATIVE = "#2ca02c", "#d62728"  # green positives, red negatives, as SAM's own notebooks
 
 
-def show_mask(mask: np.ndarray, ax: Any, color: tuple[float, float, float] = (0.12, 0.56, 1.0), alpha: float = 0.45) -> Any:
+def show_mask(mask: np.ndarray, ax: "Axes", color: tuple[float, float, float] = (0.12, 0.56, 1.0), alpha: float = 0.45) -> Any:
     """Overlay a bool ``(H, W)`` mask on an axis in a translucent colour; returns the image artist."""
     rgba = np.zeros((*mask.shape, 4), np.float32)
     rgba[mask] = (*color, alpha)
     return ax.imshow(rgba, interpolation="nearest")
 
 
-def show_points(coords: np.ndarray, labels: np.ndarray, ax: Any, size: float = 160) -> list[Any]:
+def show_points(coords: np.ndarray, labels: np.ndarray, ax: "Axes", size: float = 160) -> list[Any]:
     """Draw prompt points: positives as green stars, negatives as red stars, white-edged.
 
     Args:
@@ -41,7 +46,7 @@ def show_points(coords: np.ndarray, labels: np.ndarray, ax: Any, size: float = 1
     return artists
 
 
-def show_sample(sample: Sample, title: str | None = None, layers: tuple[str, ...] = LAYERS) -> Any:
+def show_sample(sample: Sample, title: str | None = None, layers: tuple[str, ...] = LAYERS) -> "Figure":
     """One subject side by side: the three projections, then the five labels.
 
     Returns:
@@ -65,7 +70,7 @@ def show_sample(sample: Sample, title: str | None = None, layers: tuple[str, ...
     return fig
 
 
-def show_improvement(ax: Any, before: np.ndarray, after: np.ndarray, target: np.ndarray, min_pixels: int = 8) -> bool:
+def show_improvement(ax: "Axes", before: np.ndarray, after: np.ndarray, target: np.ndarray, min_pixels: int = 8) -> bool:
     """Point a white arrow at the largest region that ``after`` gets right and ``before`` gets wrong.
 
     The paper marks such places with white arrows in its qualitative figures.
@@ -81,7 +86,7 @@ def show_improvement(ax: Any, before: np.ndarray, after: np.ndarray, target: np.
     from scipy import ndimage
 
     gained = (after == target) & (before != target)
-    labels, n = ndimage.label(gained, np.ones((3, 3), bool))
+    labels, n = ndimage.label(gained, EIGHT)
     if n == 0:
         return False
     sizes = np.bincount(labels.ravel())[1:]

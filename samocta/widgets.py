@@ -16,9 +16,14 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
+
+from samocta.files import atomic_write_text
+
+if TYPE_CHECKING:
+    from samocta.model import PromptableSam
 
 
 @dataclass
@@ -156,7 +161,7 @@ class ClickPrompts:
     def __init__(
         self,
         image: np.ndarray,
-        model: Any = None,
+        model: "PromptableSam | None" = None,
         points: Sequence[Sequence[float]] | None = None,
         channel: int | None = 2,
         threshold: float = 0.5,
@@ -244,9 +249,7 @@ class ClickPrompts:
         self.ax.set_title(f"{self.state.labels.count(1)} positive, {self.state.labels.count(0)} negative", fontsize=9)
         self.fig.canvas.draw_idle()
         if self.save_to is not None:
-            tmp = self.save_to.with_name(self.save_to.name + ".tmp")
-            tmp.write_text(self.state.to_json())
-            os.replace(tmp, self.save_to)
+            atomic_write_text(self.save_to, self.state.to_json())
 
     def controls(self) -> Any:
         """The ipywidgets row: Positive/Negative toggle, Undo, Clear (None if ipywidgets is missing)."""
@@ -262,19 +265,10 @@ class ClickPrompts:
         return w.HBox([toggle, undo, clear])
 
 
-def click_prompts(
-    image: np.ndarray,
-    model: Any = None,
-    points: Sequence[Sequence[float]] | None = None,
-    channel: int | None = 2,
-    threshold: float = 0.5,
-    interactive: bool | None = None,
-    save_to: str | os.PathLike | None = None,
-    display_controls: bool = True,
-) -> ClickPrompts:
+def click_prompts(image: np.ndarray, model: "PromptableSam | None" = None, display_controls: bool = True, **options: Any) -> ClickPrompts:
     """Click prompt points on an image; with a model, the mask follows every click.
 
-    Args:
+    Args (the options are ``ClickPrompts``'s):
         image: uint8 ``(H, W, 3)`` (OCTA layers in ``LAYERS`` order) or ``(H, W)``.
         model: a ``PromptableSam``/``LoRASam`` (or None: points only).
         points: default points ``[(x, y, label), ...]`` shown first (and all that a static page shows).
@@ -287,7 +281,7 @@ def click_prompts(
     Returns:
         the ``ClickPrompts`` (``.state``, ``.mask``, ``.fig``).
     """
-    clicker = ClickPrompts(image, model, points, channel, threshold, interactive, save_to)
+    clicker = ClickPrompts(image, model, **options)
     if clicker.interactive and display_controls:
         controls = clicker.controls()
         if controls is not None:

@@ -312,10 +312,11 @@ def test_build_sam_download_uses_cache_and_mirror(server, tmp_path, monkeypatch)
 
 def test_shipped_tiny_weights_load_and_match_their_recorded_sha256(tmp_path, monkeypatch):
     from samocta.model import build as build_module
-    from samocta.model.build import TINY_SHA256_FILE, TINY_WEIGHTS, file_sha256, tiny_weights_path
+    from samocta.files import sha256_file
+    from samocta.model.build import TINY_SHA256_FILE, TINY_WEIGHTS, tiny_weights_path
 
     recorded = TINY_SHA256_FILE.read_text().split()[0]
-    assert file_sha256(TINY_WEIGHTS) == recorded and tiny_weights_path() == TINY_WEIGHTS
+    assert sha256_file(TINY_WEIGHTS) == recorded and tiny_weights_path() == TINY_WEIGHTS
     assert TINY_WEIGHTS.stat().st_size <= 10 * 2**20  # fp16, at most 10 MB
     sam = build_sam("tiny")
     from safetensors.torch import load_file

@@ -41,10 +41,11 @@ def test_a_few_pretraining_steps_lower_the_loss():
     assert losses[-1] < 0.8 * losses[0]
 
 
+@pytest.mark.slow
 def test_pretrain_resumes_records_its_schedules_and_repeats_bytes(tmp_path):
     import json
 
-    from samocta.model.build import file_sha256
+    from samocta.files import sha256_file
     from samocta.pretrain import pretrain
 
     def cfg(steps: int) -> PretrainConfig:
@@ -55,10 +56,10 @@ def test_pretrain_resumes_records_its_schedules_and_repeats_bytes(tmp_path):
     assert first["stages"] == [{"from_step": 0, "schedule_steps": 2}]
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 2
     assert [line.split(",")[0] for line in (tmp_path / "a" / "curve.csv").read_text().splitlines()] == ["step", "2"]
-    exported = file_sha256(tmp_path / "a" / "sam_tiny.safetensors")
+    exported = sha256_file(tmp_path / "a" / "sam_tiny.safetensors")
     # the same recipe and seed give the same bytes
     pretrain(tmp_path / "b", cfg(2), progress=False)
-    assert file_sha256(tmp_path / "b" / "sam_tiny.safetensors") == exported
+    assert sha256_file(tmp_path / "b" / "sam_tiny.safetensors") == exported
 
     # a longer schedule on top of a finished run is a warm restart: allowed, warned and recorded
     with pytest.warns(UserWarning, match="cosine schedule restarts for 3 steps"):
@@ -66,4 +67,4 @@ def test_pretrain_resumes_records_its_schedules_and_repeats_bytes(tmp_path):
     assert longer["stages"] == [{"from_step": 0, "schedule_steps": 2}, {"from_step": 2, "schedule_steps": 3}]
     assert json.loads((tmp_path / "a" / "stages.json").read_text()) == longer["stages"]
     assert torch.load(tmp_path / "a" / "last.pt", weights_only=True)["step"] == 3
-    assert file_sha256(tmp_path / "a" / "sam_tiny.safetensors") != exported
+    assert sha256_file(tmp_path / "a" / "sam_tiny.safetensors") != exported

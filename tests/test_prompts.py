@@ -13,12 +13,10 @@ from samocta.prompts import (
     PromptSpec,
     collate_prompts,
     evaluation_prompt,
-    from_model_frame,
     global_points,
     local_points,
-    resized_shape,
-    to_model_frame,
 )
+from samocta.frame import from_model_frame, resized_shape, to_model_frame
 
 EIGHT = np.ones((3, 3), bool)
 

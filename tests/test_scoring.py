@@ -18,7 +18,9 @@ from samocta.data import OCTA500, read_grey
 from samocta.evaluate import evaluate, evaluate_run, paper_tables, predict_modes
 from samocta.model import AdapterError, CheckpointError, LoRASam, MaskOutput, build_sam
 from samocta.synth import write_octa500
-from samocta.train import TrainConfig, TrainingError, build_model, read_history, train_fold
+from samocta.model import build_model
+from samocta.options import ConfigError
+from samocta.train import TrainConfig, TrainingError, read_history, train_fold
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,7 @@ def _config(setup: Path, out: Path, **kw) -> TrainConfig:
 def test_the_paper_mask_rule_is_the_default_and_travels_with_the_run(setup, tmp_path):
     assert TrainConfig().mask_rule == "most_confident"
     assert TrainConfig.preset("reference_code").mask_rule == "single"
-    with pytest.raises(TrainingError, match="mask_rule"):
+    with pytest.raises(ConfigError, match="mask_rule"):
         TrainConfig(mask_rule="best")
     # a config written before the rule had a name keeps the rule it trained with
     legacy = tmp_path / "legacy.json"
@@ -86,6 +88,7 @@ def test_every_consumer_decodes_with_the_model_rule(setup):
     assert differs > 0, "the two rules gave the same masks everywhere: the test would not see a wrong rule"
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_take_the_mask_rule_on_the_command_line(setup, tmp_path):
     cmd = [sys.executable, "-m", "samocta", "train", "--data", str(setup / "data"), "--checkpoint", str(setup / "tiny.pth"),
            "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--quiet", "--out", str(tmp_path / "cli"),
@@ -184,6 +187,7 @@ def test_table2_takes_each_row_from_the_runs_trained_in_its_mode():
         paper_tables(pd.DataFrame(rows + [{**rows[0], "model_type": "vit_b"}]))
 
 
+@pytest.mark.slow
 def test_kfold_evaluation_reports_folds_and_says_how_the_epoch_was_chosen(setup, tmp_path):
     for fold in (0, 1):
         train_fold(_config(setup, tmp_path / "kf", split="kfold", k=5, fold=fold, epochs=1), progress=False)

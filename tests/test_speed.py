@@ -127,6 +127,7 @@ def test_half_frozen_weights_keep_lora_and_optimiser_in_fp32():
         enable_half_frozen(model, torch.float64)
 
 
+@pytest.mark.slow
 def test_bench_command_runs_quick_on_tiny(capsys):
     from samocta.cli import main
 
@@ -136,6 +137,7 @@ def test_bench_command_runs_quick_on_tiny(capsys):
         assert word in out
 
 
+@pytest.mark.slow
 def test_prepared_gpu_script_runs_on_cpu_and_writes_its_checks(tmp_path):
     import json
     import subprocess

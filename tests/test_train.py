@@ -133,6 +133,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(setup, tmp_pat
     assert [r["epoch"] for r in read_history(cfg.fold_dir())] == [1]
 
 
+@pytest.mark.slow
 def test_sigkill_mid_epoch_then_resume_matches_an_uninterrupted_run(setup, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     reference = subprocess.run(_cli(setup, tmp_path / "ref"), env=env, capture_output=True, text=True, timeout=600)

@@ -11,6 +11,7 @@ from samocta.data.octa500 import (
     FOV_SIZE,
     FOVS,
     LAYERS,
+    LAYOUTS,
     TASK_FOLDERS,
     TASKS,
     VESSEL_TASKS,
@@ -20,13 +21,13 @@ from samocta.data.octa500 import (
     orientation_scores,
     pixel_size_um,
 )
-from samocta.data.splits import Split, ids_in_fov, kfold_split, standard_split
+from samocta.data.splits import Split, kfold_split, standard_split
 from samocta.errors import DatasetError
 
 __all__ = [
-    "FOVS", "FOV_ID_RANGE", "FOV_MM", "FOV_SIZE", "LAYERS", "TASKS", "TASK_FOLDERS", "VESSEL_TASKS",
+    "FOVS", "FOV_ID_RANGE", "FOV_MM", "FOV_SIZE", "LAYERS", "LAYOUTS", "TASKS", "TASK_FOLDERS", "VESSEL_TASKS",
     "OCTA500", "Sample", "DatasetError", "Split", "SegmentationDataset", "collate_batch",
-    "standard_split", "kfold_split", "ids_in_fov", "fov_of", "orientation_scores", "pixel_size_um",
+    "standard_split", "kfold_split", "fov_of", "orientation_scores", "pixel_size_um",
     "read_grey", "write_grey", "make_augmentation", "augment_sample",
 ]
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
 from samocta.errors import DatasetError
+from samocta.files import atomic_write
 
 IMAGE_SUFFIXES = (".bmp", ".png")
 
@@ -74,13 +74,5 @@ def write_grey(path: str | os.PathLike, array: np.ndarray) -> None:
         array = array.astype(np.uint8) * 255
     if array.dtype != np.uint8 or array.ndim != 2:
         raise ValueError(f"write_grey expects a uint8 (H, W) array, got {array.dtype} {array.shape}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     fmt = {".bmp": "BMP", ".png": "PNG"}[path.suffix.lower()]
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            Image.fromarray(array, mode="L").save(fh, format=fmt)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: Image.fromarray(array, mode="L").save(fh, format=fmt))

@@ -8,19 +8,23 @@ folder name. See ``shared/reference/octa500.md`` in the project for the facts th
 from __future__ import annotations
 
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
 from samocta.errors import DatasetError
 
-FOVS = ("3M", "6M")
+Fov = Literal["3M", "6M"]
+FOVS: tuple[str, ...] = typing.get_args(Fov)
 FOV_ID_RANGE = {"3M": (10301, 10500), "6M": (10001, 10300)}
 FOV_SIZE = {"3M": 304, "6M": 400}
 FOV_MM = {"3M": 3.0, "6M": 6.0}
-TASKS = ("RV", "FAZ", "Capillary", "Artery", "Vein")
+Task = Literal["RV", "FAZ", "Capillary", "Artery", "Vein"]
+TASKS: tuple[str, ...] = typing.get_args(Task)
 TASK_FOLDERS = {
     "RV": "GT_LargeVessel",
     "FAZ": "GT_FAZ",
@@ -32,11 +36,13 @@ TASK_FOLDERS = {
 LAYERS = ("OPL_BM", "ILM_OPL", "FULL")
 VESSEL_TASKS = ("RV", "Capillary", "Artery", "Vein")
 
-# (FoV folder, projection folder) per layout; "official" keeps labels in one shared Label/ folder.
-_LAYOUT_DIRS = {
-    "official": ({"3M": "OCTA_3mm", "6M": "OCTA_6mm"}, "Projection Maps"),
-    "samocta": ({"3M": "OCTA_3M", "6M": "OCTA_6M"}, "ProjectionMaps"),
+# layout -> (FoV folder per FoV, projection folder, labels in one shared Label/ folder under the
+# dataset root (the official release) rather than in the FoV folder (the SAM-OCTA code's tree))
+LAYOUT_DIRS = {
+    "official": ({"3M": "OCTA_3mm", "6M": "OCTA_6mm"}, "Projection Maps", True),
+    "samocta": ({"3M": "OCTA_3M", "6M": "OCTA_6M"}, "ProjectionMaps", False),
 }
+LAYOUTS: tuple[str, ...] = tuple(LAYOUT_DIRS)
 
 DIHEDRAL = ("identity", "rot90", "rot180", "rot270", "flip", "rot90+flip", "rot180+flip", "rot270+flip")
 
@@ -146,7 +152,7 @@ class OCTA500:
             raise DatasetError(f"dataset root does not exist or is not a folder: {root}")
         self.layout, self.fov_dir, self.label_dir = self._locate(root)
         self.root = root
-        proj_dir = self.fov_dir / _LAYOUT_DIRS[self.layout][1]
+        proj_dir = self.fov_dir / LAYOUT_DIRS[self.layout][1]
         self._files: dict[str, dict[int, Path]] = {}
         self.stray: list[str] = []  # files whose id belongs to no FoV or to the other one
         for layer in LAYERS:
@@ -164,21 +170,21 @@ class OCTA500:
 
     def _locate(self, root: Path) -> tuple[str, Path, Path]:
         candidates = [root]
-        if any(root.name in dirs.values() for dirs, _ in _LAYOUT_DIRS.values()):
+        if any(root.name in dirs.values() for dirs, _, _ in LAYOUT_DIRS.values()):
             candidates.append(root.parent)
         candidates += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
         for base in candidates:
-            for layout, (fov_dirs, proj) in _LAYOUT_DIRS.items():
+            for layout, (fov_dirs, proj, shared_labels) in LAYOUT_DIRS.items():
                 fov_dir = base / fov_dirs[self.fov]
                 if (fov_dir / proj).is_dir():
-                    label_dir = base / "Label" if layout == "official" else fov_dir
+                    label_dir = base / "Label" if shared_labels else fov_dir
                     return layout, fov_dir, label_dir
         other = [f for f in FOVS if f != self.fov]
         found_other = any(
-            (base / dirs[o] / proj).is_dir() for base in candidates for dirs, proj in _LAYOUT_DIRS.values() for o in other
+            (base / dirs[o] / proj).is_dir() for base in candidates for dirs, proj, _ in LAYOUT_DIRS.values() for o in other
         )
         hint = f" (it holds {other[0]} data: did you mean fov={other[0]!r}?)" if found_other else ""
-        off, sam = (_LAYOUT_DIRS[k][0][self.fov] for k in ("official", "samocta"))
+        off, sam = (LAYOUT_DIRS[k][0][self.fov] for k in ("official", "samocta"))
         raise DatasetError(
             f"no OCTA-500 {self.fov} data under {root}{hint}: expected "
             f"'{off}/Projection Maps/OCTA(FULL)/<id>.bmp' with 'Label/GT_*' (official release) or "
@@ -212,7 +218,7 @@ class OCTA500:
     def path(self, sample_id: int, name: str) -> Path:
         """Where the file for a layer (``LAYERS``) or a task (``TASKS``) of ``sample_id`` is, or should be."""
         if name in LAYERS:
-            folder = self.fov_dir / _LAYOUT_DIRS[self.layout][1] / f"OCTA({name})"
+            folder = self.fov_dir / LAYOUT_DIRS[self.layout][1] / f"OCTA({name})"
         elif name in TASKS:
             folder = self.label_dir / TASK_FOLDERS[name]
         else:

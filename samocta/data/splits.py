@@ -14,8 +14,9 @@ from typing import Iterable
 
 import numpy as np
 
-from samocta.data.octa500 import FOV_ID_RANGE, FOVS
+from samocta.data.octa500 import FOVS
 from samocta.errors import DatasetError
+from samocta.files import atomic_write_text
 
 # IPN-V2 ranges, used by most OCTA-500 papers since (octa500.md section 9).
 _STANDARD = {
@@ -46,7 +47,7 @@ class Split:
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the split (name and id lists) as JSON."""
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(asdict(self), indent=1) + "\n")
+        atomic_write_text(path, json.dumps(asdict(self), indent=1) + "\n")
 
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Split":
@@ -97,9 +98,3 @@ def kfold_split(ids: Iterable[int], k: int = 10, seed: int = 0) -> list[Split]:
         Split(f"kfold{k}-seed{seed}-fold{i}", sorted(set(ids) - set(fold)), fold, [])
         for i, fold in enumerate(folds)
     ]
-
-
-def ids_in_fov(fov: str) -> list[int]:
-    """Every subject id of a FoV (3M: 200, 6M: 300)."""
-    lo, hi = FOV_ID_RANGE[fov]
-    return list(range(lo, hi + 1))

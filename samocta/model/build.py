@@ -7,16 +7,19 @@ drawn as a signed Gaussian map through SAM's dense mask-prompt input; see ``clic
 
 from __future__ import annotations
 
-import hashlib
 import os
+import typing
 from functools import partial
 from pathlib import Path
+from typing import Literal
 
 import torch
 
 from samocta.errors import SamOctaError
+from samocta.files import sha256_file
 
-MODEL_TYPES = ("tiny", "vit_b", "vit_l", "vit_h")
+ModelType = Literal["tiny", "vit_b", "vit_l", "vit_h"]
+MODEL_TYPES: tuple[str, ...] = typing.get_args(ModelType)
 # image-encoder width -> type, and block count -> type (the two facts a state dict gives away)
 _WIDTH_TO_TYPE = {192: "tiny", 768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 _DEPTH_TO_TYPE = {6: "tiny", 12: "vit_b", 24: "vit_l", 32: "vit_h"}
@@ -91,15 +94,6 @@ def checkpoint_type(state_dict: dict[str, torch.Tensor]) -> str | None:
         return _WIDTH_TO_TYPE[int(pos.shape[-1])]
     blocks = {k.split(".")[2] for k in state_dict if k.startswith("image_encoder.blocks.")}
     return _DEPTH_TO_TYPE.get(len(blocks))
-
-
-def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -184,7 +178,7 @@ def tiny_weights_path() -> Path:
             "'python -m samocta pretrain-tiny'"
         )
     expected = TINY_SHA256_FILE.read_text().split()[0]
-    actual = file_sha256(TINY_WEIGHTS)
+    actual = sha256_file(TINY_WEIGHTS)
     if actual != expected:
         raise CheckpointError(f"{TINY_WEIGHTS}: SHA-256 {actual} differs from the recorded {expected}; the file is damaged")
     return TINY_WEIGHTS
@@ -233,4 +227,50 @@ def resolve_checkpoint(model_type: str, checkpoint: str | os.PathLike | None) ->
     path = Path(checkpoint).expanduser()
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
-    return path, file_sha256(path)
+    return path, sha256_file(path)
+
+
+class DeviceError(SamOctaError, ValueError):
+    """A device that does not exist here, or is not one torch knows."""
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """"auto" (CUDA when there is a GPU, else the CPU), "cpu", "cuda" or "cuda:N", checked against this machine."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise DeviceError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type not in ("cpu", "cuda"):
+        raise DeviceError(f"device {device!r} is not supported; use auto, cpu, cuda or cuda:N")
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use --device cpu (or auto)")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise DeviceError(f"device {device!r}: this machine has {torch.cuda.device_count()} GPU(s), numbered from 0")
+    return dev
+
+
+def build_model(config, device: str | torch.device | None = None):
+    """The LoRA model a run configuration describes, on its device.
+
+    Args:
+        config: a ``samocta.train.TrainConfig`` (or anything with its ``model``, ``checkpoint``,
+            ``rank``, ``alpha``, ``lora_dropout``, ``train_decoder``, ``mask_rule``, ``task`` and
+            ``device``).
+        device: default the config's.
+
+    Returns:
+        a ``LoRASam`` with the checkpoint's weights (whose SHA-256 its adapters record), the
+        config's LoRA settings, mask rule and task.
+    """
+    from samocta.model.lora import LoRASam
+
+    weights, sha = resolve_checkpoint(config.model, config.checkpoint)
+    sam = build_sam(config.model, weights, pretrained=weights is not None)
+    model = LoRASam(sam, config.rank, config.alpha, config.lora_dropout, config.train_decoder, base_sha256=sha,
+                    mask_rule=config.mask_rule, task=config.task)
+    return model.to(resolve_device(config.device if device is None else device))

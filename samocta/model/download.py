@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from samocta.files import sha256_file
 from samocta.model.build import CheckpointError
 
 BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -64,15 +64,10 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
         raise CheckpointError(
             f"download of {url} failed ({exc}); {part} keeps what arrived and the next call resumes it"
         ) from exc
-    h = hashlib.sha256()
-    with open(part, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-    if h.hexdigest() != sha256:
+    actual = sha256_file(part)
+    if actual != sha256:
         part.unlink()
-        raise CheckpointError(
-            f"{url}: SHA-256 {h.hexdigest()} differs from the expected {sha256}; the file was deleted, try again"
-        )
+        raise CheckpointError(f"{url}: SHA-256 {actual} differs from the expected {sha256}; the file was deleted, try again")
     os.replace(part, dest)
     return dest
 

@@ -13,18 +13,21 @@ the official per-image call.
 
 from __future__ import annotations
 
+import math
+import typing
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Literal, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samocta.prompts import resized_shape
+from samocta.frame import resized_shape, to_model_frame_torch
 
 
-MASK_RULES = ("most_confident", "single")
+MaskRule = Literal["most_confident", "single"]
+MASK_RULES: tuple[str, ...] = typing.get_args(MaskRule)
 """How a mask is chosen among the decoder's outputs: "most_confident" (the paper's rule and SAM's
 own for ambiguous prompts: the multimask output with the highest predicted IoU) or "single" (the
 decoder's single-mask output, which the reference code trains and scores)."""
@@ -63,8 +66,14 @@ class MaskOutput:
     selected: torch.Tensor
 
     def masks(self, threshold: float = 0.5) -> np.ndarray:
-        """The selected masks, binarised: bool ``(B, H, W)``, ``sigmoid(logits) > threshold``."""
-        return (torch.sigmoid(self.logits[:, 0].float()) > threshold).cpu().numpy()
+        """The selected masks, binarised: bool ``(B, H, W)`` where ``sigmoid(logits) > threshold``.
+
+        Compared on the logits (``logits > log(t / (1 - t))``, the same set without the rounding
+        of a sigmoid near 0.5); the one place the package turns logits into a mask.
+        """
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+        return (self.logits[:, 0].float() > math.log(threshold / (1 - threshold))).cpu().numpy()
 
 
 def split_prompts(
@@ -208,13 +217,25 @@ class PromptableSam(nn.Module):
         return Embedding(features.float(), size, original)
 
     def to_model_frame(self, coords: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
-        """``(x, y)`` original-image points (pixel centres at i + 0.5) -> SAM's input frame (see ``prompts``)."""
-        h, w = resized_shape(original_size, self.img_size)
-        scale = torch.tensor([w / original_size[1], h / original_size[0]], device=coords.device, dtype=coords.dtype)
-        return coords * scale - 0.5
+        """``(x, y)`` original-image points (pixel centres at i + 0.5) -> this model's input frame (``samocta.frame``)."""
+        return to_model_frame_torch(coords, original_size, self.img_size)
 
-    def _decode_group(self, features: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, original_size: tuple[int, int]):
-        """All decoder outputs ``(G, 1 + 3, 4E, 4E)`` and IoUs ``(G, 4)`` for G images with N points each."""
+    def decode_candidates(
+        self, features: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, original_size: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every decoder output for P (embedding, prompt) pairs, the prompts used exactly as given.
+
+        Args:
+            features: ``(P, C, E, E)`` embeddings (repeat an image's for several prompts on it).
+            coords: float ``(P, N, 2)`` ``(x, y)`` original pixels, pixel centres at ``i + 0.5``.
+            labels: int ``(P, N)``; -1 here is SAM's "not a point" token, which the decoder attends
+                to (``decode`` drops such padding; pretraining keeps its recipe's padding).
+            original_size: ``(H, W)`` of the images.
+
+        Returns:
+            low-resolution logits ``(P, 1 + 3, 4E, 4E)`` and predicted IoUs ``(P, 4)``: index 0 the
+            single-mask output, 1: the three multimask outputs.
+        """
         pts = self.to_model_frame(coords, original_size)
         dense_in = None
         if self.click_sigma is not None:
@@ -268,7 +289,7 @@ class PromptableSam(nn.Module):
         for idx in groups.values():
             c = torch.stack([prompts[i][0] for i in idx])
             lab = torch.stack([prompts[i][1] for i in idx])
-            low, iou = self._decode_group(feats[idx], c, lab, embedding.original_size)
+            low, iou = self.decode_candidates(feats[idx], c, lab, embedding.original_size)
             lows.append(low)
             ious.append(iou)
             order.extend(idx)

@@ -1,8 +1,10 @@
-"""Levers for speed and memory: activation checkpointing and SDPA attention in the image encoder."""
+"""Levers for speed and memory: activation checkpointing and SDPA attention in the image encoder,
+half-precision frozen weights, mixed precision; and the one helper that applies a run's choice of them."""
 
 from __future__ import annotations
 
 import types
+from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
@@ -124,3 +126,59 @@ def disable_half_frozen(model: torch.nn.Module) -> None:
         if p.is_floating_point() and p.dtype != torch.float32:
             p.data = p.data.float()
     model.encoder_dtype = None
+
+
+@dataclass(frozen=True)
+class Precision:
+    """The arithmetic a run uses: autocast on or off, its dtype, and whether losses are scaled.
+
+    fp16 activations need loss scaling, whether autocast or half-precision weights put them there.
+    """
+
+    autocast: bool
+    dtype: torch.dtype
+    scale_loss: bool
+
+    def context(self, device: torch.device) -> torch.autocast:
+        """The autocast context for a forward pass (a no-op when autocast is off)."""
+        return torch.autocast(device.type, dtype=self.dtype, enabled=self.autocast)
+
+    def scaler(self, device: torch.device) -> torch.amp.GradScaler:
+        return torch.amp.GradScaler(device.type, enabled=self.scale_loss)
+
+
+def lever_on(value: str, device: torch.device) -> bool:
+    """A speed lever's setting: "on", "off", or "auto" (on with CUDA)."""
+    if value not in ("auto", "on", "off"):
+        raise ValueError(f"a speed lever is 'auto', 'on' or 'off', got {value!r}")
+    return value == "on" or (value == "auto" and device.type == "cuda")
+
+
+def apply_speed_settings(
+    model: torch.nn.Module,
+    device: torch.device,
+    amp: str = "auto",
+    grad_checkpointing: str = "auto",
+    sdpa: str = "auto",
+    half_frozen: str = "auto",
+    compile: bool = False,
+) -> Precision:
+    """Switch on the speed and memory levers a run asks for, each "auto" (on with CUDA), "on" or "off".
+
+    Used by training and by ``samocta.bench``, so that a benchmark variant is exactly what a run
+    with the same switches does.
+
+    Returns:
+        the ``Precision`` to run the forward pass and the optimiser step with.
+    """
+    dtype = autocast_dtype(device)
+    use_amp, use_half = lever_on(amp, device), lever_on(half_frozen, device)
+    if lever_on(grad_checkpointing, device):
+        enable_checkpointing(model)
+    if lever_on(sdpa, device):
+        enable_sdpa(model)
+    if use_half:
+        enable_half_frozen(model, dtype)
+    if compile:
+        model.sam.image_encoder = torch.compile(model.sam.image_encoder)
+    return Precision(use_amp, dtype, (use_amp or use_half) and dtype == torch.float16)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage
 
+from samocta.connectivity import EIGHT
 from samocta.data.octa500 import FOV_SIZE, FOVS, Sample, pixel_size_um
 from samocta.synth.render import (
     correlated_noise,
@@ -122,7 +123,7 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
     density = cfg.capillary_density[FOVS.index(fov)] * (FOV_SIZE[fov] / n) ** 2  # same seeds per mm^2
     mesh = voronoi_mesh(shape, min(density, 0.06), rng)
     free = ndimage.distance_transform_edt(~artery) <= cfg.capillary_free_um / px_um
-    ring = ndimage.binary_dilation(faz, structure=np.ones((3, 3), bool)) & ~faz
+    ring = ndimage.binary_dilation(faz, structure=EIGHT) & ~faz
     capillary = (((mesh & ~free) | ring | rv) & ~faz)
     deep = voronoi_mesh(shape, min(density * cfg.deep_density_factor, 0.08), rng, thick_fraction=0.3)
     deep &= ndimage.distance_transform_edt(~faz) > 2
@@ -248,9 +249,8 @@ def _close_pinholes(artery: np.ndarray, vein: np.ndarray, max_area: int = 4) -> 
         vein = vein | (extra & ~to_artery)
     # arteries and veins may overlap where they cross, and touch only there: cut other contacts
     # out of the artery, so that every loop of RV passes through a crossing
-    eight = np.ones((3, 3), bool)
-    crossing_zone = ndimage.binary_dilation(artery & vein, eight, iterations=3)
-    contact = artery & ~vein & ndimage.binary_dilation(vein & ~artery, eight) & ~crossing_zone
+    crossing_zone = ndimage.binary_dilation(artery & vein, EIGHT, iterations=3)
+    contact = artery & ~vein & ndimage.binary_dilation(vein & ~artery, EIGHT) & ~crossing_zone
     return artery & ~contact, vein
 
 

@@ -10,16 +10,10 @@ import numpy as np
 
 from samocta import __version__
 from samocta.data.imageio import write_grey
-from samocta.data.octa500 import FOVS, LAYERS, TASK_FOLDERS
+from samocta.files import atomic_write_text
+from samocta.data.octa500 import FOVS, LAYERS, LAYOUT_DIRS, TASK_FOLDERS
 from samocta.data.splits import standard_split
 from samocta.synth.generator import SynthConfig, make_sample
-
-LAYOUT_PATHS = {
-    # layout -> (FoV folder per FoV, projection folder, labels under the dataset root (True) or the FoV folder)
-    "official": ({"3M": "OCTA_3mm", "6M": "OCTA_6mm"}, "Projection Maps", True),
-    "samocta": ({"3M": "OCTA_3M", "6M": "OCTA_6M"}, "ProjectionMaps", False),
-}
-
 
 def synthetic_ids(fov: str, n: int) -> list[int]:
     """``n`` subject ids spread over the standard split in its proportions (3M 140/10/50, 6M 180/20/100).
@@ -75,10 +69,10 @@ def write_octa500(
 
     if fov not in FOVS:
         raise ValueError(f"unknown field of view {fov!r}; expected one of {FOVS}")
-    if layout not in LAYOUT_PATHS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {tuple(LAYOUT_PATHS)}")
+    if layout not in LAYOUT_DIRS:
+        raise ValueError(f"unknown layout {layout!r}; expected one of {tuple(LAYOUT_DIRS)}")
     root = Path(root)
-    fov_dirs, proj, shared_labels = LAYOUT_PATHS[layout]
+    fov_dirs, proj, shared_labels = LAYOUT_DIRS[layout]
     fov_dir = root / fov_dirs[fov]
     label_dir = root / "Label" if shared_labels else fov_dir
     ids = synthetic_ids(fov, n)
@@ -97,7 +91,7 @@ def write_octa500(
         "ids": ids,
         "config": (config or SynthConfig()).__dict__,
     }
-    (root / f"synthetic-{fov}.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    atomic_write_text(root / f"synthetic-{fov}.json", json.dumps(manifest, indent=1) + "\n")
     return ids
 
 

@@ -1,0 +1,67 @@
+"""The files of a run folder, named in one place for training, evaluation and whatever reads runs.
+
+A run folder (``TrainConfig.out``) holds one fold folder per trained fold (``fold<k>`` for k-fold,
+``standard`` for the standard split); each fold folder holds::
+
+    config.json              the TrainConfig (and the effective prompt recipe)
+    split.json               the subject ids of train / val / test
+    metrics.csv              one row per finished epoch
+    adapter_best.safetensors the adapter with the best validation Dice so far
+    adapter_last.safetensors the adapter after the last finished epoch
+    last.pt                  everything needed to resume: adapter, optimiser, scheduler, RNG, history
+    results-<part>.csv       per-subject scores of an evaluation (part: val or test)
+    summary-<part>.csv       their summary
+    evaluation-<part>.json   what was evaluated: subjects, modes, adapter
+    masks-<part>/<mode>/     predicted masks, when asked for
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+CONFIG = "config.json"
+SPLIT = "split.json"
+HISTORY = "metrics.csv"
+CHECKPOINT = "last.pt"
+Which = Literal["best", "last"]
+
+
+def fold_name(split: str, fold: int) -> str:
+    """The fold folder's name: ``fold<k>`` for k-fold, ``standard`` for the standard split."""
+    return f"fold{fold}" if split == "kfold" else "standard"
+
+
+def adapter(fold_dir: str | os.PathLike, which: Which = "best") -> Path:
+    """The adapter file of a fold: ``best`` (best validation Dice) or ``last`` (last finished epoch)."""
+    if which not in ("best", "last"):
+        raise ValueError(f"an adapter is 'best' or 'last', got {which!r}")
+    return Path(fold_dir) / f"adapter_{which}.safetensors"
+
+
+def results(fold_dir: str | os.PathLike, part: str) -> Path:
+    return Path(fold_dir) / f"results-{part}.csv"
+
+
+def summary(fold_dir: str | os.PathLike, part: str) -> Path:
+    return Path(fold_dir) / f"summary-{part}.csv"
+
+
+def evaluation(fold_dir: str | os.PathLike, part: str) -> Path:
+    return Path(fold_dir) / f"evaluation-{part}.json"
+
+
+def masks(fold_dir: str | os.PathLike, part: str) -> Path:
+    return Path(fold_dir) / f"masks-{part}"
+
+
+def is_fold(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a fold folder (it holds a config)."""
+    return (Path(path) / CONFIG).is_file()
+
+
+def fold_dirs(path: str | os.PathLike) -> list[Path]:
+    """The fold folders of a run folder, or ``[path]`` if it is one fold folder itself."""
+    path = Path(path)
+    return [path] if is_fold(path) else sorted(p.parent for p in path.glob(f"*/{CONFIG}"))
