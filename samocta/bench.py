@@ -128,7 +128,14 @@ def run(model_type: str = "tiny", device: str = "cpu", quick: bool = False, vari
     """All variants in one process; returns a DataFrame with ratios to the baseline."""
     import pandas as pd
 
-    dev = torch.device(device)
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown or not variants:
+        from samocta.errors import InputError
+
+        raise InputError(f"--variants must list some of {','.join(VARIANTS)}; got {','.join(variants) or 'none'}")
+    from samocta.model.build import resolve_device
+
+    dev = resolve_device(device)
     repeat, warmup = (2, 1) if quick else (10, 2)
     rows = [bench_variant(model_type, v, dev, repeat, warmup, max_batch) for v in variants]
     table = pd.DataFrame(rows).set_index("variant")

@@ -6,7 +6,9 @@ Each command is a thin layer over the package; ``--help`` on any command lists i
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
+import traceback
 import typing
 from typing import Sequence
 
@@ -69,6 +71,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from samocta import runs
     from samocta.evaluate import evaluate_run
+    from samocta.prompts import MODES
     from samocta.files import atomic_write_csv
     from samocta.metrics import summarize
 
@@ -78,6 +81,9 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"error: no trained fold under {run} (expected config.json in it or in its fold folders)", file=sys.stderr)
         return 1
     modes = None if args.modes is None else [m.strip() for m in args.modes.split(",") if m.strip()]
+    if modes is not None and (not modes or set(modes) - set(MODES)):
+        print(f"error: --modes must list some of {','.join(MODES)}, separated by commas; got {args.modes!r}", file=sys.stderr)
+        return 1
     results = pd.concat(
         [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks, progress=not args.quiet)
          for fold_dir in folds],
@@ -86,13 +92,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary = summarize(results)
     if len(folds) > 1:
         atomic_write_csv(summary, runs.summary(run, results["part"].iloc[0]))
-    columns = ["dice", "dice_std", "jaccard", "cldice", "hd95", "hd95_n", "empty_predictions", "n_subjects"]
+    columns = ["dice", "dice_std", "jaccard", "cldice", "hd95", "hd95_n", "empty_predictions", "empty_targets", "n_subjects"]
     columns += ["n_folds"] if "n_folds" in summary.columns else []
     print(f"{run}: {', '.join(sorted(set(results['setup'])))}; {results['data_source'].iloc[0]} data; "
           f"{results['part'].iloc[0]} subjects; scored adapter: {'; '.join(sorted(set(results['selection'])))}")
     if (results["split"] == "kfold").any() and args.select == "best":
         print("note: each fold's best epoch was chosen on the validation fold it is scored on (as the reference code "
               "does); --select last scores the last epoch instead")
+    if "empty_targets" in summary.columns and summary["empty_targets"].sum():
+        print("note: some subjects have an empty target; an empty prediction scores Dice 1 on them (column empty_targets)")
     print("per fold, and over folds (fold 'all': mean and std of the fold means); hd95 in pixels:")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary[columns].round(4).to_string())
@@ -124,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     from samocta.train import PRESETS, TrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m samocta", description=__doc__.splitlines()[0])
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error as well")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("check-data", help="validate an OCTA-500 tree (either layout); exit 1 on any problem")
@@ -180,11 +189,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for a failed file operation: what, where, and what to do."""
+    where = f" {exc.filename}" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    hints = {
+        errno.ENOSPC: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
+        errno.EDQUOT: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
+        errno.EROFS: "choose a writable folder (--out)",
+        errno.EACCES: "choose a folder you may write to (--out), or fix its permissions",
+        errno.EPERM: "choose a folder you may write to (--out), or fix its permissions",
+        errno.ENOTDIR: "a path names a file where a folder is needed: choose another --out",
+        errno.EEXIST: "a path names a file where a folder is needed: choose another --out",
+        errno.ENOENT: "check the path",
+    }
+    hint = hints.get(exc.errno, "check the path and the disk")
+    return f"{what}:{where}; {hint}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command; returns the process exit status."""
+    """Run one command; returns the process exit status.
+
+    A mistake a user can make ends in one ``error:`` line that says what is wrong and how to fix
+    it (``--debug`` shows the traceback as well); anything else is a bug and keeps its traceback.
+    """
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except SamOctaError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (SamOctaError, OSError) as exc:
+        if args.debug:
+            traceback.print_exc()
+        message = _os_error(exc) if isinstance(exc, OSError) else str(exc)
+        print(f"error: {message}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("interrupted; every file written so far is complete (a training resumes with --resume)", file=sys.stderr)
+        return 130

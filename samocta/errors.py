@@ -16,3 +16,7 @@ class DatasetError(SamOctaError, ValueError):
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
         super().__init__(message)
         self.problems = list(problems) if problems else [message]
+
+
+class InputError(SamOctaError, ValueError):
+    """An argument given to a public function cannot be what it should be (dtype, shape, NaN, range)."""

@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from samocta import runs
-from samocta.prompts import MODES, Prompt, PromptSpec
+from samocta.errors import InputError
+from samocta.prompts import MODES, Prompt, PromptSpec, label_tasks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -77,7 +78,7 @@ def prompt_specs(task: str, modes: Sequence[str] | Mapping[str, PromptSpec]) -> 
         return dict(modes)
     unknown = [m for m in modes if m not in MODES]
     if unknown or not modes:
-        raise ValueError(f"prompt modes must be some of {MODES}, got {list(modes)}")
+        raise InputError(f"prompt modes must be some of {MODES}, got {list(modes)}")
     return {m: PromptSpec.paper(task, m) for m in modes}
 
 
@@ -141,7 +142,7 @@ def evaluate(
     specs = prompt_specs(task, modes)
     rows = []
     for sid in tqdm(list(ids), desc=f"evaluate {task}", disable=not progress, leave=False):
-        sample = index.load(sid)
+        sample = index.load(sid, tasks=label_tasks(task, index.tasks))
         for mode, prompt, pred in predict_modes(model, sample, task, specs, seed, threshold):
             rows.append({"id": sid, "fold": fold, "task": task, "fov": sample.fov, "mode": mode, "n_points": len(prompt),
                          "pred_pixels": int(pred.sum()), "target_pixels": int(prompt.target.sum()),

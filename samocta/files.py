@@ -14,10 +14,14 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import struct
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, Callable
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
+
+from samocta.errors import SamOctaError
 
 if TYPE_CHECKING:  # torch takes seconds to import; only two writers need it
     import pandas as pd
@@ -110,3 +114,38 @@ def safetensors_bytes(tensors: "dict[str, torch.Tensor]", metadata: dict[str, st
 def save_safetensors(tensors: "dict[str, torch.Tensor]", path: str | os.PathLike, metadata: dict[str, str] | None = None) -> None:
     """Write ``tensors`` as safetensors with a deterministic header, atomically."""
     atomic_write_bytes(path, safetensors_bytes(tensors, metadata))
+
+
+class FolderInUseError(SamOctaError, RuntimeError):
+    """A folder is locked by another process (e.g. two trainings into one run folder)."""
+
+
+@contextmanager
+def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` while the block runs, so no second writer can mix its files in.
+
+    The lock is an ``flock`` on ``folder/.lock``, released by the kernel if the process dies, so a
+    killed run never leaves a stale lock behind. The file names the holder (``what``, its process
+    and host) for the message a second process gets.
+
+    Raises:
+        FolderInUseError: another process holds the lock; the message names it.
+    """
+    import fcntl
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise FolderInUseError(f"{folder} is in use by {holder}; wait for it to finish, or choose another --out") from None
+    try:
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{what} (process {os.getpid()} on {socket.gethostname()})".encode(), 0)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -31,6 +31,10 @@ METRICS = ("dice", "jaccard", "precision", "recall", "cldice", "hd95", "betti0_e
 
 
 def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    for name, mask in (("pred", pred), ("gt", gt)):
+        mask = np.asarray(mask)
+        if mask.dtype.kind == "f" and not np.isfinite(mask).all():  # NaN would count as foreground
+            raise ValueError(f"{name} has NaN or infinite values; pass bool masks")
     pred, gt = np.asarray(pred, bool), np.asarray(gt, bool)
     if pred.shape != gt.shape or pred.ndim != 2:
         raise ValueError(f"pred and gt must be 2-D masks of one shape, got {pred.shape} and {gt.shape}")
@@ -213,7 +217,9 @@ def summarize(
         values that exist), ``<metric>_std`` and ``<metric>_n`` (how many values the mean used: HD95
         is NaN where exactly one mask is empty, and such samples are not averaged as if they were
         scored); ``n_subjects`` (every sample of the group), ``n_folds`` (with a fold column) and
-        ``empty_predictions`` (samples whose prediction has no pixel; with ``pred_pixels``).
+        ``empty_predictions`` (samples whose prediction has no pixel; with ``pred_pixels``) and
+        ``empty_targets`` (samples with nothing to find, which score 1 when nothing is predicted;
+        with ``target_pixels``).
     """
     import pandas as pd
 
@@ -224,6 +230,7 @@ def summarize(
     metrics = [m for m in (metrics or METRICS) if m in df.columns]
     has_fold = fold in df.columns
     df = df.assign(_empty=df["pred_pixels"] == 0) if "pred_pixels" in df.columns else df
+    df = df.assign(_empty_target=df["target_pixels"] == 0) if "target_pixels" in df.columns else df
     group_keys = keys + ([fold] if has_fold else [])
     grouped = df.groupby(group_keys, sort=True, dropna=False) if group_keys else df.groupby(lambda _: "all")
     per = grouped[metrics].agg(["mean", "std", "count"])
@@ -231,6 +238,8 @@ def summarize(
     per["n_subjects"] = grouped.size()
     if "_empty" in df.columns:
         per["empty_predictions"] = grouped["_empty"].sum().astype(int)
+    if "_empty_target" in df.columns:  # an empty target scores 1 with an empty prediction: say how often
+        per["empty_targets"] = grouped["_empty_target"].sum().astype(int)
     if not has_fold:
         return per
     per["n_folds"] = 1
@@ -238,9 +247,10 @@ def summarize(
     means = folds.groupby(keys, sort=True, dropna=False) if keys else folds.groupby(lambda _: 0)
     across = means[metrics].agg(["mean", "std"])
     across.columns = [m if stat == "mean" else f"{m}_{stat}" for m, stat in across.columns]
-    sums = [c for c in per.columns if c.endswith("_n") or c in ("n_subjects", "empty_predictions", "n_folds")]
+    sums = [c for c in per.columns if c.endswith("_n") or c in ("n_subjects", "empty_predictions", "empty_targets", "n_folds")]
     across = across.join(means[sums].sum()).reset_index()
     across[fold] = "all"
     table = pd.concat([folds.astype({fold: str}), across], ignore_index=True)
-    order = [c for m in metrics for c in (m, f"{m}_std", f"{m}_n")] + [c for c in ("n_subjects", "n_folds", "empty_predictions") if c in per.columns]
+    order = [c for m in metrics for c in (m, f"{m}_std", f"{m}_n")]
+    order += [c for c in ("n_subjects", "n_folds", "empty_predictions", "empty_targets") if c in per.columns]
     return table.set_index(group_keys).sort_index()[order]

@@ -253,9 +253,10 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
     """
     from tqdm.auto import tqdm
 
-    from samocta.model.build import build_sam
+    from samocta.model.build import build_sam, resolve_device
     from samocta.model.promptable import PromptableSam
 
+    device = resolve_device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if cfg.threads:

@@ -26,6 +26,7 @@ Edge cases, one documented behaviour each:
 from __future__ import annotations
 
 import typing
+import warnings
 from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
@@ -40,8 +41,25 @@ MODES: tuple[str, ...] = typing.get_args(Mode)
 OTHER_VESSEL = {"Artery": "Vein", "Vein": "Artery"}
 
 
+def label_tasks(task: str, available: Sequence[str]) -> tuple[str, ...]:
+    """The labels a subject must provide for ``task``: its own, and the other vessel class when
+    present (local-mode cross negatives). Nothing else is read, so a broken label of an unrelated
+    task never blocks this one."""
+    other = OTHER_VESSEL.get(task)
+    return (task,) + ((other,) if other in available else ())
+
+
 class PromptError(SamOctaError, ValueError):
     """Prompt generation was asked for something impossible (bad mask shape, counts or options)."""
+
+
+class PromptCapWarning(UserWarning):
+    """A global prompt was cut to its cap of points (see ``global_points``'s ``max_points``)."""
+
+
+# Points per prompt at most (PromptSpec's default cap): far above what an OCTA-500 label needs
+# (RV about 30, capillaries about 100 with 1 + 1 per component), far below what strains the decoder.
+MAX_POINTS = 256
 
 
 @dataclass
@@ -74,6 +92,8 @@ def _check(mask: np.ndarray, counts: dict[str, int | None], band: tuple[float, f
     mask = np.asarray(mask)
     if mask.ndim != 2:
         raise PromptError(f"mask must be 2-D (H, W), got shape {mask.shape}")
+    if mask.dtype.kind == "f" and not np.isfinite(mask).all():
+        raise PromptError("mask has NaN or infinite values; pass a bool mask (e.g. probabilities > 0.5)")
     for name, value in counts.items():
         if value is not None and (int(value) != value or value < 0):
             raise PromptError(f"{name} must be a non-negative integer, got {value!r}")
@@ -155,6 +175,7 @@ def global_points(
     total: int | None = None,
     metric: str = "chessboard",
     drop_small: bool = False,
+    max_points: int | None = None,
 ) -> Prompt:
     """Global mode: points for every connected component; the target is the whole mask.
 
@@ -172,11 +193,15 @@ def global_points(
         metric: distance for the band; "chessboard" (a square ring, as the reference's dilation
             but symmetric, and fastest), "taxicab" or "euclidean".
         drop_small: also remove components below ``min_area`` from the target.
+        max_points: at most this many points (None: no cap). The decoder's memory grows with the
+            square of the points, and a speckled label has thousands of components; past the cap,
+            the ``max_points // (n_pos + n_neg)`` largest components keep their points, smaller ones
+            get none (the target is unchanged), and a ``PromptCapWarning`` says so.
 
     Returns:
         ``Prompt``: positives first (component by component), then negatives.
     """
-    mask = _check(mask, {"n_pos": n_pos, "n_neg": n_neg, "total": total, "min_area": min_area}, band)
+    mask = _check(mask, {"n_pos": n_pos, "n_neg": n_neg, "total": total, "min_area": min_area, "max_points": max_points}, band)
     rng = rng if rng is not None else np.random.default_rng()
     width = mask.shape[1]
     labels, k = ndimage.label(mask, structure=EIGHT, output=np.int32)
@@ -186,6 +211,15 @@ def global_points(
     eligible = sizes >= max(min_area, 1)
     eligible[0] = False
     target = mask & eligible[labels] if drop_small else mask.copy()
+    per = n_pos + n_neg
+    if max_points is not None and per and int(eligible.sum()) * per > max_points:
+        keep_k = max_points // per
+        ranked = np.argsort(-np.where(eligible, sizes, -1), kind="stable")[:keep_k]  # largest first, then by label
+        warnings.warn(PromptCapWarning(
+            f"global prompt: {int(eligible.sum())} components x {per} points would exceed max_points={max_points}; "
+            f"the {keep_k} largest components get points, the rest none"), stacklevel=2)
+        eligible = np.zeros_like(eligible)
+        eligible[ranked] = True
     keep = eligible[labels]  # pixels of eligible components
     fg_flat = np.flatnonzero(keep)
     pos = _sample_groups(fg_flat, labels.ravel()[fg_flat], k, n_pos, rng)
@@ -303,7 +337,8 @@ class PromptSpec:
         n_pos, n_neg: points per component (global) or for the chosen component (local).
         task: the task; for "Artery"/"Vein" in local mode, cross negatives come from the other class.
         n_cross: cross negatives (local A/V); default ``n_neg``; 0 switches them off.
-        min_area, band, total, choose, cross_radius, metric: see ``global_points``/``local_points``.
+        min_area, band, total, choose, cross_radius, metric, max_points: see ``global_points``/``local_points``
+            (``max_points`` caps global prompts at ``MAX_POINTS`` by default).
     """
 
     mode: str = "global"
@@ -317,6 +352,7 @@ class PromptSpec:
     choose: str = "area"
     cross_radius: float = 10.0
     metric: str = "chessboard"
+    max_points: int | None = MAX_POINTS
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -338,7 +374,8 @@ class PromptSpec:
             mask = _check(mask, {}, self.band)
             return Prompt(np.zeros((0, 2), np.float32), np.zeros(0, np.int64), mask.copy())
         if self.mode == "global":
-            return global_points(mask, self.n_pos, self.n_neg, rng, self.min_area, self.band, self.total, self.metric)
+            return global_points(mask, self.n_pos, self.n_neg, rng, self.min_area, self.band, self.total, self.metric,
+                                 max_points=self.max_points)
         other = None
         if self.task in OTHER_VESSEL and labels is not None and self.n_cross != 0:
             other = labels.get(OTHER_VESSEL[self.task])

@@ -218,27 +218,86 @@ class _Fold:
     best: tuple[float, int] = (-1.0, -1)
 
 
+def _saved_config(run_dir: Path) -> TrainConfig:
+    path = run_dir / runs.CONFIG
+    try:
+        return TrainConfig.from_json(path)
+    except (ValueError, TypeError, SamOctaError) as exc:  # JSON errors are ValueErrors
+        raise TrainingError(f"{path}: unreadable run config ({exc}); restore it, or start afresh in another --out") from None
+
+
+def _config_differences(saved: TrainConfig, config: TrainConfig) -> list[str]:
+    """The options in which ``config`` differs from a run's saved one. The run folder is the run,
+    wherever it now is (``out`` is not compared), and the data path is compared resolved."""
+    differ = []
+    for f in fields(TrainConfig):
+        a, b = getattr(saved, f.name), getattr(config, f.name)
+        if f.name == "out" or (f.name == "data" and Path(a).resolve() == Path(b).resolve()):
+            continue
+        if a != b:
+            differ.append(f"--{f.name.replace('_', '-')} {a} (now {b})")
+    return differ
+
+
+def check_subjects(index: "OCTA500", ids: list[int], task: str) -> None:
+    """Read every subject a run will use, before its first step, and refuse with every problem at once:
+    unreadable or mis-oriented files, empty labels, images of different sizes."""
+    from samocta.data import DatasetError
+    from samocta.prompts import label_tasks
+
+    problems, sizes = [], {}
+    for sid in ids:
+        sample, found = index._read(sid, label_tasks(task, index.tasks), check_orientation=True)
+        problems += found
+        if sample is not None:
+            sizes.setdefault(sample.image.shape[:2], []).append(sid)
+            if not sample.labels[task].any():
+                problems.append(f"{index.path(sid, task)}: the {task} label is empty; a run cannot learn or score it")
+    if len(sizes) > 1:
+        problems.append("subjects of different sizes: " + "; ".join(f"{s[0]}x{s[1]}: {v[:5]}" for s, v in sizes.items()))
+    if problems:
+        shown = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise DatasetError(f"{len(problems)} problem(s) in the subjects this run reads (check-data lists them all):\n  - {shown}",
+                           problems)
+
+
 def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     """Check the folder, read the data and split, write config and split, build model and optimiser."""
-    from samocta.data import OCTA500, SegmentationDataset
+    from samocta.data import OCTA500, SegmentationDataset, Split
     from samocta.model.speed import apply_speed_settings
 
     device = resolve_device(config.device)
     run_dir = config.fold_dir()
-    if (run_dir / runs.CONFIG).exists() and (run_dir / runs.CHECKPOINT).exists():
+    resuming = (run_dir / runs.CONFIG).exists() and (run_dir / runs.CHECKPOINT).exists()
+    if resuming:
         if not resume:
             raise TrainingError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose another --out")
-        saved = asdict(TrainConfig.from_json(run_dir / runs.CONFIG))
-        if saved != asdict(config):
-            diff = {k: (v, asdict(config)[k]) for k, v in saved.items() if asdict(config)[k] != v}
-            raise TrainingError(f"{run_dir} was made with another config: {diff}")
-    run_dir.mkdir(parents=True, exist_ok=True)
+        differ = _config_differences(_saved_config(run_dir), config)
+        if differ:
+            raise TrainingError(
+                f"{run_dir} was made with other options: {'; '.join(differ)}. Resume with the run's own options, "
+                f"or start afresh with another --out"
+            )
     torch.manual_seed(config.seed)
     index = OCTA500(config.data, config.fov)
-    split = make_split(config, index.ids)
-    config.to_json(run_dir / runs.CONFIG)
-    split.to_json(run_dir / runs.SPLIT)
+    if resuming and (run_dir / runs.SPLIT).exists():
+        # the subjects the run was trained and validated on, whatever is on disk now
+        try:
+            split = Split.from_json(run_dir / runs.SPLIT)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise TrainingError(f"{run_dir / runs.SPLIT}: unreadable split ({exc}); start afresh in another --out") from None
+        gone = sorted(set(split.train + split.val) - set(index.ids))
+        if gone:
+            raise TrainingError(
+                f"{run_dir} was trained on subjects no longer under {config.data}: {gone[:10]}; restore them to resume, "
+                "or start afresh in another --out"
+            )
+    else:
+        split = make_split(config, index.ids)
+        split.to_json(run_dir / runs.SPLIT)
+    config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
     train_ids = split.train[: config.max_train] if config.max_train else split.train
+    check_subjects(index, train_ids + split.val, config.task)
     train_ds = SegmentationDataset(index, train_ids, config.task, prompt_fn=config.prompt_spec(), augment=config.augment or False,
                                    seed=config.seed)
     model = build_model(config, device)
@@ -255,7 +314,15 @@ def _resume(fold: _Fold) -> None:
     last = fold.run_dir / runs.CHECKPOINT
     if not last.exists():
         return
-    state = torch.load(last, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(last, map_location="cpu", weights_only=True)
+        if not {"adapter", "optimizer", "scheduler", "epoch", "history"} <= set(state):
+            raise ValueError("keys are missing")
+    except Exception as exc:  # truncated, foreign or pickled-code files alike: say which file, not a pickle traceback
+        raise TrainingError(
+            f"{last}: unreadable checkpoint ({type(exc).__name__}: {str(exc)[:200]}); delete it to restart this fold "
+            "from epoch 1, or restore it from a copy"
+        ) from None
     params = dict(fold.model.sam.named_parameters())
     with torch.no_grad():
         for name, value in state["adapter"].items():
@@ -339,11 +406,22 @@ def _save(fold: _Fold, row: dict[str, float], improved: bool) -> None:
 def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True) -> FoldResult:
     """Train one fold (or the standard split) as ``config`` says; resume it if asked.
 
+    The fold folder is locked while the run uses it: a second training into it is refused.
+
     Raises:
-        TrainingError: a non-finite loss (the last good checkpoint is kept), or ``resume`` into a
-            folder whose config differs.
+        TrainingError: a non-finite loss (the last good checkpoint is kept), ``resume`` into a
+            folder whose config differs, or an unreadable checkpoint, config or split.
+        DatasetError: a subject the run would read is unreadable, mis-oriented or empty.
+        FolderInUseError: another process is training into the same folder.
     """
-    fold = _prepare(config, resume)
+    from samocta.files import folder_lock
+
+    with folder_lock(config.fold_dir(), "a training"):
+        return _train(_prepare(config, resume), progress)
+
+
+def _train(fold: _Fold, progress: bool) -> FoldResult:
+    config = fold.config
     _resume(fold)
     for epoch in range(fold.start_epoch, config.epochs):
         t0 = time.perf_counter()

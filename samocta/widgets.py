@@ -36,17 +36,27 @@ class PromptState:
 
     points: list[tuple[float, float]] = field(default_factory=list)
     labels: list[int] = field(default_factory=list)
+    size: tuple[int, int] | None = None  # (H, W) of the image: points must lie on it
     _history: list[tuple[str, Any]] = field(default_factory=list, repr=False)
     _callbacks: list[Callable[["PromptState"], None]] = field(default_factory=list, repr=False)
 
     @classmethod
-    def from_defaults(cls, points: Sequence[Sequence[float]] | None) -> "PromptState":
-        """From ``[(x, y, label), ...]`` (the notebooks' ``DEFAULT_POINTS``)."""
-        state = cls()
+    def from_defaults(cls, points: Sequence[Sequence[float]] | None, size: tuple[int, int] | None = None) -> "PromptState":
+        """From ``[(x, y, label), ...]`` (the notebooks' ``DEFAULT_POINTS``), each point checked as ``add`` checks it."""
+        state = cls(size=size)
         for x, y, label in points or []:
+            state._check(x, y, label)
             state.points.append((float(x), float(y)))
             state.labels.append(int(label))
         return state
+
+    def _check(self, x: float, y: float, label: int) -> None:
+        if label not in (0, 1):
+            raise ValueError(f"label must be 1 (positive) or 0 (negative), got {label}")
+        if not (np.isfinite(x) and np.isfinite(y)):
+            raise ValueError(f"a point needs finite coordinates, got ({x}, {y})")
+        if self.size is not None and not (0 <= x <= self.size[1] and 0 <= y <= self.size[0]):
+            raise ValueError(f"point ({x}, {y}) lies outside the {self.size[1]} x {self.size[0]} image")
 
     def on_change(self, callback: Callable[["PromptState"], None]) -> None:
         """Call ``callback(state)`` after every change."""
@@ -57,8 +67,8 @@ class PromptState:
             callback(self)
 
     def add(self, x: float, y: float, label: int = 1) -> None:
-        if label not in (0, 1):
-            raise ValueError(f"label must be 1 (positive) or 0 (negative), got {label}")
+        """Add a point: ``(x, y)`` on the image (pixel centres at ``i + 0.5``), label 1 or 0."""
+        self._check(x, y, label)
         self.points.append((float(x), float(y)))
         self.labels.append(int(label))
         self._history.append(("add", None))
@@ -108,7 +118,8 @@ class PromptState:
         return coords, np.asarray(self.labels, np.int64).reshape(-1)
 
     def to_json(self) -> str:
-        return json.dumps({"points": [list(p) for p in self.points], "labels": self.labels})
+        """The points as strict JSON (every value finite, checked when it was added)."""
+        return json.dumps({"points": [list(p) for p in self.points], "labels": self.labels}, allow_nan=False)
 
 
 def ipympl_active() -> bool:
@@ -172,7 +183,7 @@ class ClickPrompts:
 
         self.image = np.asarray(image)
         self.model, self.threshold = model, threshold
-        self.state = PromptState.from_defaults(points)
+        self.state = PromptState.from_defaults(points, size=self.image.shape[:2])
         self.mask: np.ndarray | None = None
         self.decodes = 0
         self.negative_mode = False

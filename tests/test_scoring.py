@@ -17,24 +17,17 @@ from scipy import ndimage
 from samocta.data import OCTA500, read_grey
 from samocta.evaluate import evaluate, evaluate_run, paper_tables, predict_modes
 from samocta.model import AdapterError, CheckpointError, LoRASam, MaskOutput, build_sam
-from samocta.synth import write_octa500
+from inputs import training_inputs
 from samocta.model import build_model
 from samocta.options import ConfigError
-from samocta.train import TrainConfig, TrainingError, read_history, train_fold
+from samocta.train import TrainConfig, read_history, train_fold
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    """Ten small synthetic 3M subjects and random tiny-SAM weights in the official format."""
-    root = tmp_path_factory.mktemp("scoring")
-    write_octa500(root / "data", "3M", n=10, seed=5, size=96, progress=False)
-    torch.manual_seed(0)
-    sam = build_sam("tiny", pretrained=False)
-    with torch.no_grad():  # random, non-trivial weights everywhere, so the three masks differ
-        for p in sam.parameters():
-            p.add_(torch.randn_like(p) * 0.02)
-    torch.save(sam.state_dict(), root / "tiny.pth")
-    return root
+    """Ten small synthetic 3M subjects and random tiny-SAM weights in the official format (jittered,
+    so that the decoder's three masks differ)."""
+    return training_inputs(tmp_path_factory.mktemp("scoring"), n=10, seed=5, jitter=True)
 
 
 def _config(setup: Path, out: Path, **kw) -> TrainConfig:

@@ -12,20 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from samocta.synth import write_octa500
+from inputs import training_inputs
 from samocta.train import TrainConfig, TrainingError, lr_factor, read_history, train_fold
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """Eight small synthetic 3M subjects and random tiny-SAM weights in the official format."""
-    root = tmp_path_factory.mktemp("train")
-    write_octa500(root / "data", "3M", n=8, seed=3, size=96, progress=False)
-    torch.manual_seed(0)
-    from samocta.model import build_sam
-
-    torch.save(build_sam("tiny", pretrained=False).state_dict(), root / "tiny.pth")
-    return root
+    return training_inputs(tmp_path_factory.mktemp("train"), n=8, seed=3)
 
 
 def _config(setup: Path, out: Path, **kw) -> TrainConfig:
@@ -104,7 +98,7 @@ def test_end_to_end_train_evaluate_tables(setup, tmp_path):
     # an existing run is not overwritten silently, and resuming with another config is refused
     with pytest.raises(TrainingError, match="--resume"):
         train_fold(_config(setup, tmp_path / "run"), progress=False)
-    with pytest.raises(TrainingError, match="another config"):
+    with pytest.raises(TrainingError, match="other options: --lr 0.001 \\(now 0.0005\\)"):
         train_fold(_config(setup, tmp_path / "run", lr=5e-4), resume=True, progress=False)
 
 

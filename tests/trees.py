@@ -33,10 +33,12 @@ def toy_sample(seed: int, size: int = 64) -> tuple[np.ndarray, dict[str, np.ndar
     # an L-shaped vessel near one corner breaks every symmetry the orientation check looks for
     artery[2 : size // 2, 3:5] = True
     artery[2:4, 3 : size // 3] = True
-    rv = artery | vein
+    # the FAZ is avascular: one disk that no vessel crosses
     faz = np.zeros((size, size), bool)
     faz[disk((size // 2, size // 2), size // 10, shape=faz.shape)] = True
-    faz &= ~rv
+    artery &= ~faz
+    vein &= ~faz
+    rv = artery | vein
     capillary = rv | (rng.random((size, size)) < 0.3)
     capillary &= ~faz
     labels = {"RV": rv, "FAZ": faz, "Capillary": capillary, "Artery": artery, "Vein": vein}

@@ -10,7 +10,7 @@ from torch.utils.data import Dataset
 from samocta.data.augment import augment_sample, make_augmentation
 from samocta.data.octa500 import OCTA500, TASKS, Sample
 from samocta.errors import DatasetError
-from samocta.prompts import collate_prompts, fixed_rng
+from samocta.prompts import collate_prompts, fixed_rng, label_tasks
 
 PromptFn = Callable[..., Any]
 
@@ -82,7 +82,7 @@ class SegmentationDataset(Dataset):
         """The un-augmented sample (cached)."""
         if self._cache is not None and sample_id in self._cache:
             return self._cache[sample_id]
-        sample = self.index.load(sample_id)
+        sample = self.index.load(sample_id, tasks=label_tasks(self.task, self.index.tasks))
         if self._cache is not None:
             self._cache[sample_id] = sample
         return sample

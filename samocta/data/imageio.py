@@ -12,6 +12,9 @@ from samocta.errors import DatasetError
 from samocta.files import atomic_write
 
 IMAGE_SUFFIXES = (".bmp", ".png")
+# The largest image side read: OCTA-500 projections are 304 (3M) or 400 px (6M); 2048 px leaves
+# room for other devices' en-face images while a run's memory stays bounded (SAM resizes to 1024).
+MAX_IMAGE_SIDE = 2048
 
 
 def read_grey(path: str | os.PathLike) -> np.ndarray:
@@ -34,6 +37,11 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
         raise DatasetError(f"missing file: {path}")
     try:
         with Image.open(path) as img:
+            if max(img.size) > MAX_IMAGE_SIDE:  # read the header only: refuse before decoding
+                raise DatasetError(
+                    f"{path}: {img.size[0]} x {img.size[1]} px, larger than the {MAX_IMAGE_SIDE} px per side this "
+                    "package reads (OCTA-500 projections are 304 or 400 px); resize the image first"
+                )
             img.load()
             mode = img.mode
             if mode in ("L", "P", "1", "LA", "PA"):
@@ -55,6 +63,11 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
             return np.asarray(grey, dtype=np.uint8).copy()
     except DatasetError:
         raise
+    except Image.DecompressionBombError:  # PIL refuses before we can read the size: same answer
+        raise DatasetError(
+            f"{path}: over 179 million pixels, larger than the {MAX_IMAGE_SIDE} px per side this package reads "
+            "(OCTA-500 projections are 304 or 400 px); resize the image first"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise DatasetError(f"{path}: unreadable image ({exc}); expected an 8-bit grey BMP or PNG") from exc
 

@@ -16,6 +16,7 @@ from typing import Literal
 import numpy as np
 
 from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
+from samocta.data.labelcheck import label_problems
 from samocta.errors import DatasetError
 
 Fov = Literal["3M", "6M"]
@@ -198,11 +199,17 @@ class OCTA500:
             return files
         # .bmp wins over .png for the same id: it is the release's own format.
         for path in sorted(folder.iterdir(), key=lambda p: IMAGE_SUFFIXES.index(p.suffix.lower()) if p.suffix.lower() in IMAGE_SUFFIXES else 9, reverse=True):
-            if path.suffix.lower() not in IMAGE_SUFFIXES or not path.stem.isdigit():
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            if not (path.stem.isascii() and path.stem.isdigit()):  # "10301²" is digits to str.isdigit
+                if projection:
+                    self.stray.append(f"{path}: not named <id>{path.suffix} with an id of ASCII digits; ignored")
                 continue
             sid = int(path.stem)
             owner = fov_of(sid)
             if owner == self.fov:
+                if sid in files and files[sid].suffix.lower() == path.suffix.lower():
+                    self.stray.append(f"{path} and {files[sid]}: two files for id {sid}; keep one")
                 files[sid] = path
             elif projection:
                 where = f"belongs to {owner}" if owner else "is in neither FoV's range"
@@ -263,6 +270,9 @@ class OCTA500:
             else:
                 shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
                 problems.append(f"{path}: label values {{{shown}}} outside {{0, 255}}; expected a binary mask")
+        if check_orientation:
+            for task, label in labels.items():
+                problems += [f"{self.path(sample_id, task)}: {p}" for p in label_problems(task, self.fov, label, channels.get("FULL"))]
         if check_orientation and "FULL" in channels:
             for task in VESSEL_TASKS:
                 if task in labels and labels[task].any():
@@ -287,8 +297,10 @@ class OCTA500:
         Args:
             sample_id: an id from ``self.ids``.
             tasks: the labels to read; default every task present in this tree.
-            check_orientation: correlate each vessel label with the FULL projection over the 8
-                rotations/flips and refuse a label that matches best when transformed.
+            check_orientation: check each label against what it can be (``samocta.data.labelcheck``:
+                not empty, a plausible foreground share, the FAZ one central region on the dark
+                centre) and correlate each vessel label with the FULL projection over the 8
+                rotations/flips, refusing a label that matches best when transformed.
 
         Returns:
             the ``Sample``, image uint8 ``(H, W, 3)`` in ``self.layers`` order, labels bool ``(H, W)``.

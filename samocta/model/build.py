@@ -159,6 +159,13 @@ def build_sam(model_type: str = "tiny", checkpoint: str | os.PathLike | None = N
 
         sam = sam_model_registry[model_type](checkpoint=None)
     if state is not None:
+        expected = sam.state_dict()
+        odd = [k for k, v in state.items() if not isinstance(v, torch.Tensor)]
+        wrong = [f"{k} {tuple(v.shape)} (expected {tuple(expected[k].shape)})" for k, v in state.items()
+                 if k in expected and isinstance(v, torch.Tensor) and v.shape != expected[k].shape]
+        if odd or wrong:
+            raise CheckpointError(f"{checkpoint}: not a {model_type} checkpoint as released: "
+                                  + "; ".join(([f"entries that are no tensors: {odd[:3]}"] if odd else []) + wrong[:3]))
         missing, unexpected = sam.load_state_dict({k: v.float() for k, v in state.items()}, strict=False)
         if missing or unexpected:
             raise CheckpointError(

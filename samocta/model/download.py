@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from samocta.files import sha256_file
+from samocta.files import atomic_write_text, sha256_file
 from samocta.model.build import CheckpointError
 
 BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
@@ -59,7 +60,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
         if exc.code == 416 and have:  # the part file is already complete
             pass
         else:
-            raise CheckpointError(f"download of {url} failed: HTTP {exc.code}; the partial file {part} is kept for a retry") from exc
+            kept = f"; {part} keeps what arrived and the next call resumes it" if part.exists() and part.stat().st_size else ""
+            raise CheckpointError(f"download of {url} failed: HTTP {exc.code}{kept}") from exc
     except (urllib.error.URLError, OSError) as exc:
         raise CheckpointError(
             f"download of {url} failed ({exc}); {part} keeps what arrived and the next call resumes it"
@@ -81,7 +83,36 @@ def download_checkpoint(model_type: str, progress: bool = True) -> Path:
         raise CheckpointError(f"no official checkpoint for {model_type!r}; official types: {tuple(OFFICIAL)}")
     name, size, sha = OFFICIAL[model_type]
     dest = cache_dir() / name
-    if dest.is_file() and (size is None or dest.stat().st_size == size):
+    if dest.is_file() and verified(dest, sha):
         return dest
     base = os.environ.get("SAMOCTA_CHECKPOINT_URL", BASE_URL)
-    return download(base.rstrip("/") + "/" + name, dest, sha, progress)
+    path = download(base.rstrip("/") + "/" + name, dest, sha, progress)
+    _record_verified(path, sha)
+    return path
+
+
+def _stamp(path: Path) -> dict:
+    st = path.stat()
+    return {"size": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def _record_verified(path: Path, sha256: str) -> None:
+    atomic_write_text(path.with_name(path.name + ".verified"), json.dumps({"sha256": sha256, **_stamp(path)}) + "\n")
+
+
+def verified(path: Path, sha256: str) -> bool:
+    """Whether a cached file is the official one: its SHA-256 is checked once, and remembered with the
+    file's size and modification time; a file that changed since, or whose hash is wrong, is deleted
+    (the caller downloads it again)."""
+    record = path.with_name(path.name + ".verified")
+    try:
+        if json.loads(record.read_text()) == {"sha256": sha256, **_stamp(path)}:
+            return True
+    except (OSError, ValueError):
+        pass
+    if sha256_file(path) == sha256:
+        _record_verified(path, sha256)
+        return True
+    path.unlink()
+    record.unlink(missing_ok=True)
+    return False

@@ -268,10 +268,15 @@ class LoRASam(PromptableSam):
         if set(tensors) != set(expected):
             raise AdapterError(f"{path}: tensor names do not match this model ({len(tensors)} vs {len(expected)})")
         params = dict(self.sam.named_parameters())
+        for name, value in tensors.items():  # check everything before changing anything
+            if value.shape != params[name].shape:
+                raise AdapterError(f"{path}: {name} has shape {tuple(value.shape)}, expected {tuple(params[name].shape)}")
+            if not value.is_floating_point():
+                raise AdapterError(f"{path}: {name} holds {value.dtype} values; an adapter holds floating-point weights")
+            if not bool(torch.isfinite(value).all()):
+                raise AdapterError(f"{path}: {name} has NaN or infinite values (the run that wrote it diverged); use another epoch's adapter")
         with torch.no_grad():
             for name, value in tensors.items():
-                if value.shape != params[name].shape:
-                    raise AdapterError(f"{path}: {name} has shape {tuple(value.shape)}, expected {tuple(params[name].shape)}")
                 params[name].copy_(value)
         return meta
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from samocta.errors import InputError
 from samocta.frame import resized_shape, to_model_frame_torch
 
 
@@ -90,19 +91,21 @@ def split_prompts(
         labels: int ``(B, N)``, or B arrays ``(N_i,)``: 1 positive, 0 negative, -1 padding.
 
     Raises:
-        ValueError: the two do not pair up, or a label is not -1, 0 or 1.
+        InputError: the two do not pair up, a label is not -1, 0 or 1, or a coordinate is not finite.
     """
     if len(coords) != len(labels):
-        raise ValueError(f"need one label list per coordinate list: {len(coords)} vs {len(labels)}")
+        raise InputError(f"need one label list per coordinate list: {len(coords)} vs {len(labels)}")
     out = []
     for c, lab in zip(coords, labels):
         c = torch.as_tensor(np.asarray(c) if not isinstance(c, torch.Tensor) else c, dtype=torch.float32, device=device)
         lab = torch.as_tensor(np.asarray(lab) if not isinstance(lab, torch.Tensor) else lab, dtype=torch.int64, device=device)
         c = c.reshape(-1, 2) if c.numel() == 0 else c
         if c.ndim != 2 or c.shape[1] != 2 or lab.ndim != 1 or lab.shape[0] != c.shape[0]:
-            raise ValueError(f"an image's points must be coords (N, 2) with labels (N,), got {tuple(c.shape)} and {tuple(lab.shape)}")
+            raise InputError(f"an image's points must be coords (N, 2) with labels (N,), got {tuple(c.shape)} and {tuple(lab.shape)}")
         if bool(((lab < -1) | (lab > 1)).any()):
-            raise ValueError(f"point labels must be 1 (positive), 0 (negative) or -1 (padding), got {sorted(set(lab.tolist()))}")
+            raise InputError(f"point labels must be 1 (positive), 0 (negative) or -1 (padding), got {sorted(set(lab.tolist()))}")
+        if not bool(torch.isfinite(c[lab >= 0]).all()):
+            raise InputError("point coordinates must be finite numbers; got NaN or infinity")
         keep = lab >= 0
         out.append((c[keep], lab[keep]))
     return out
@@ -198,7 +201,14 @@ class PromptableSam(nn.Module):
         """uint8 ``(B, H, W, 3)`` -> normalised, padded ``(B, 3, S, S)``, with the resized and original sizes."""
         x = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images)
         if x.ndim != 4 or x.shape[-1] != 3:
-            raise ValueError(f"images must be (B, H, W, 3) uint8, got {tuple(x.shape)}")
+            raise InputError(f"images must be (B, H, W, 3) uint8, got {tuple(x.shape)}")
+        if x.dtype != torch.uint8:
+            hint = ""
+            if x.is_floating_point():
+                finite = torch.isfinite(x)
+                hint = (" with NaN or infinite values" if not bool(finite.all()) else
+                        "; its values lie in [0, 1]: multiply by 255 and convert with .astype(np.uint8)" if float(x.max()) <= 1 else "")
+            raise InputError(f"images must be uint8 (0-255) as OCTA-500 stores them, got {x.dtype}{hint}")
         original = (int(x.shape[1]), int(x.shape[2]))
         size = resized_shape(original, self.img_size)
         x = x.to(self.device).permute(0, 3, 1, 2).float()
@@ -281,7 +291,7 @@ class PromptableSam(nn.Module):
         feats = embedding.features
         prompts = split_prompts(coords, labels, dev)
         if len(prompts) != feats.shape[0]:
-            raise ValueError(f"need one prompt per image: {feats.shape[0]} embeddings, {len(prompts)} prompts")
+            raise InputError(f"need one prompt per image: {feats.shape[0]} embeddings, {len(prompts)} prompts")
         groups: dict[int, list[int]] = {}
         for i, (c, _) in enumerate(prompts):
             groups.setdefault(int(c.shape[0]), []).append(i)

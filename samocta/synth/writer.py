@@ -9,11 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from samocta import __version__
-from samocta.data.imageio import write_grey
+from samocta.data.imageio import MAX_IMAGE_SIDE, write_grey
+from samocta.errors import SamOctaError
 from samocta.files import atomic_write_text
 from samocta.data.octa500 import FOVS, LAYERS, LAYOUT_DIRS, TASK_FOLDERS
 from samocta.data.splits import standard_split
 from samocta.synth.generator import SynthConfig, make_sample
+
+class SynthError(SamOctaError, ValueError):
+    """Synthetic data was asked for with impossible arguments."""
+
 
 def synthetic_ids(fov: str, n: int) -> list[int]:
     """``n`` subject ids spread over the standard split in its proportions (3M 140/10/50, 6M 180/20/100).
@@ -24,6 +29,8 @@ def synthetic_ids(fov: str, n: int) -> list[int]:
     split = standard_split(fov)
     parts = [split.train, split.val, split.test]
     total = sum(len(p) for p in parts)
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or not 1 <= n <= total:
+        raise SynthError(f"the number of subjects (--n) must be 1 to {total} for {fov} (its id range); got {n!r}")
     if n < 3:
         return split.train[:n]
     counts = [max(1, round(n * len(p) / total)) for p in parts]
@@ -68,9 +75,11 @@ def write_octa500(
     from tqdm.auto import tqdm
 
     if fov not in FOVS:
-        raise ValueError(f"unknown field of view {fov!r}; expected one of {FOVS}")
+        raise SynthError(f"unknown field of view {fov!r}; expected one of {FOVS}")
     if layout not in LAYOUT_DIRS:
-        raise ValueError(f"unknown layout {layout!r}; expected one of {tuple(LAYOUT_DIRS)}")
+        raise SynthError(f"unknown layout {layout!r}; expected one of {tuple(LAYOUT_DIRS)}")
+    if size is not None and not 32 <= size <= MAX_IMAGE_SIDE:
+        raise SynthError(f"the image size (--size) must be 32 to {MAX_IMAGE_SIDE} px; got {size}")
     root = Path(root)
     fov_dirs, proj, shared_labels = LAYOUT_DIRS[layout]
     fov_dir = root / fov_dirs[fov]

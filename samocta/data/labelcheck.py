@@ -1,0 +1,76 @@
+"""Is a label what its task's label can be? Plausibility checks that catch inverted, empty, rotated
+or swapped labels before they train or score anything.
+
+Ranges are the foreground share of a label in an en-face image of each field of view. The public
+OCTA-500 samples give RV 0.077-0.083, capillaries 0.475, arteries 0.046, veins 0.036 and a FAZ of
+0.23-0.43 mm² (3M: 2.5-4.7 % of the 9 mm² field; 6M: 0.6-1.2 % of 36 mm²); the bounds below are
+widened generously for disease (an enlarged FAZ, vessel drop-out) and other devices, so that they
+only refuse what cannot be a label of the task: an inverted RV label covers about 92 %.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+from samocta.connectivity import EIGHT
+
+SHARE = {
+    "3M": {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25), "FAZ": (0.002, 0.25)},
+    "6M": {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25), "FAZ": (0.0005, 0.12)},
+}
+_DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+
+
+def _transform(mask: np.ndarray, k: int, flip: bool) -> np.ndarray:
+    t = np.rot90(mask, k)
+    return t[:, ::-1] if flip else t
+
+
+def faz_problems(label: np.ndarray, full: np.ndarray | None) -> list[str]:
+    """What is wrong with a FAZ label: not one central region, or not on the dark centre of FULL.
+
+    Args:
+        label: bool ``(H, W)``, not empty.
+        full: the FULL projection ``(H, W)`` (None: the darkness check is skipped).
+    """
+    problems = []
+    components, n = ndimage.label(label, EIGHT)
+    sizes = np.bincount(components.ravel())[1:]
+    main = components == int(np.argmax(sizes)) + 1
+    if sizes.max() < 0.9 * label.sum():
+        problems.append(f"the FAZ label is {n} separate regions (the largest holds {sizes.max() / label.sum():.0%}); "
+                        "expected one")
+    h, w = label.shape
+    r, c = np.argwhere(main).mean(axis=0)
+    if abs(r - (h - 1) / 2) > 0.3 * h or abs(c - (w - 1) / 2) > 0.3 * w:
+        problems.append(f"the FAZ label is centred at row {r:.0f}, column {c:.0f}, far from the image centre")
+    if full is not None and label.shape == full.shape and h == w:
+        image_mean = float(full.mean()) + 1e-6
+        # the FAZ is the dark, vessel-free centre: as stored, the label should sit on the darkest place
+        contrast = {(k, f): 1 - float(full[_transform(label, k, f)].mean()) / image_mean for k, f in _DIHEDRAL}
+        best = max(contrast, key=contrast.get)
+        if best != (0, False) and contrast[best] >= 0.3 and contrast[best] - contrast[(0, False)] >= 0.05:
+            how = f"rotated by {90 * best[0]} degrees" + (" and flipped" if best[1] else "") if best[0] else "flipped"
+            problems.append(
+                f"the FAZ label lies on the dark centre of FULL only when {how} (contrast {contrast[best]:.2f} against "
+                f"{contrast[(0, False)]:.2f} as stored); re-orient the label"
+            )
+    return problems
+
+
+def label_problems(task: str, fov: str, label: np.ndarray, full: np.ndarray | None = None) -> list[str]:
+    """Plausibility problems of one task label (empty, foreground share out of range, FAZ shape and place).
+
+    Returns:
+        messages without the path (the caller names the file).
+    """
+    if not label.any():
+        return [f"the {task} label is empty"]
+    share = float(label.mean())
+    lo, hi = SHARE.get(fov, SHARE["3M"])[task]
+    if not lo <= share <= hi:
+        hint = " (inverted? foreground and background swapped)" if share > hi and 1 - share <= hi else ""
+        return [f"the {task} label covers {share:.1%} of the image, outside the {lo:.1%}-{hi:.0%} a {fov} {task} "
+                f"label can cover{hint}"]
+    return faz_problems(label, full) if task == "FAZ" else []
