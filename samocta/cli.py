@@ -70,8 +70,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from samocta import runs
-    from samocta.evaluate import evaluate_run
-    from samocta.prompts import MODES
+    from samocta.evaluate import EVAL_MODES, evaluate_run
     from samocta.files import atomic_write_csv
     from samocta.metrics import summarize
 
@@ -81,8 +80,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"error: no trained fold under {run} (expected config.json in it or in its fold folders)", file=sys.stderr)
         return 1
     modes = None if args.modes is None else [m.strip() for m in args.modes.split(",") if m.strip()]
-    if modes is not None and (not modes or set(modes) - set(MODES)):
-        print(f"error: --modes must list some of {','.join(MODES)}, separated by commas; got {args.modes!r}", file=sys.stderr)
+    if modes is not None and (not modes or set(modes) - set(EVAL_MODES)):
+        print(f"error: --modes must list some of {','.join(EVAL_MODES)}, separated by commas; got {args.modes!r}", file=sys.stderr)
         return 1
     results = pd.concat(
         [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks, progress=not args.quiet)
@@ -92,7 +91,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     summary = summarize(results)
     if len(folds) > 1:
         atomic_write_csv(summary, runs.summary(run, results["part"].iloc[0]))
-    columns = ["dice", "dice_std", "jaccard", "cldice", "hd95", "hd95_n", "empty_predictions", "empty_targets", "n_subjects"]
+    columns = ["dice", "dice_std", "jaccard", "cldice", "hd95", "hd95_um", "hd95_n", "empty_predictions", "empty_targets", "n_subjects"]
     columns += ["n_folds"] if "n_folds" in summary.columns else []
     print(f"{run}: {', '.join(sorted(set(results['setup'])))}; {results['data_source'].iloc[0]} data; "
           f"{results['part'].iloc[0]} subjects; scored adapter: {'; '.join(sorted(set(results['selection'])))}")
@@ -101,9 +100,54 @@ def _evaluate(args: argparse.Namespace) -> int:
               "does); --select last scores the last epoch instead")
     if "empty_targets" in summary.columns and summary["empty_targets"].sum():
         print("note: some subjects have an empty target; an empty prediction scores Dice 1 on them (column empty_targets)")
-    print("per fold, and over folds (fold 'all': mean and std of the fold means); hd95 in pixels:")
+    print("per fold, and over folds (fold 'all': mean and std of the fold means); hd95 in pixels, hd95_um in µm:")
     with pd.option_context("display.width", 200, "display.max_columns", 20):
         print(summary[columns].round(4).to_string())
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from samocta.data import TASK_FOLDERS
+    from samocta.files import atomic_write_csv
+    from samocta.measure import measure
+    from samocta.predict import PredictError, check_size, load_model, predict, read_clicks, read_scans, trained_size, write_outputs
+
+    ids = [int(i) for i in args.ids.split(",") if i.strip()] if args.ids else None
+    model = load_model(args.adapter, args.checkpoint, args.device)
+    task, fov = model.task, model.trained_with.get("fov") or args.fov
+    if task is None:
+        raise PredictError(f"{args.adapter}: the adapter names no task; train it with samocta train")
+    if args.fov and args.fov != fov:
+        raise PredictError(f"the adapter was trained on {fov} scans; --fov {args.fov} does not match it")
+    out = Path(args.out)
+    scans = list(read_scans(args.input, fov, ids))
+    clash = [p for p in [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{sid}.png" for sid, _ in scans)] if p.exists()]
+    if clash and not args.overwrite:
+        raise PredictError(f"{clash[0]} exists (and {len(clash) - 1} more outputs); pass --overwrite to replace them, or choose another --out")
+    clicks = {}
+    if args.prompts not in ("none", "auto"):
+        clicks = read_clicks(args.prompts, [sid for sid, _ in scans], trained_size(model, fov))
+    print(f"{len(scans)} subject(s) from {args.input}; {task} ({fov}) with the adapter {args.adapter}; prompts: "
+          f"{args.prompts}; output: {out}", file=sys.stderr)
+    rows = []
+    for sid, image in tqdm(scans, desc=f"predict {task}", disable=args.quiet):
+        check_size(image, trained_size(model, fov), f"subject {sid}")
+        if args.prompts in ("none", "auto"):
+            mask, used = predict(model, image, args.prompts, args.threshold), args.prompts
+        elif sid in clicks:
+            mask, used = predict(model, image[None], [clicks[sid]], args.threshold)[0], f"clicked ({len(clicks[sid][1])} points)"
+        else:
+            mask, used = predict(model, image, "none", args.threshold), "none (no clicks for this subject)"
+        write_outputs(out, sid, task, fov, image, mask)
+        rows.append({"id": sid, "task": task, "fov": fov, "prompts": used, **measure(mask, task, fov)})
+    atomic_write_csv(pd.DataFrame(rows), out / "measurements.csv", index=False)
+    print(f"wrote {len(rows)} {task} mask(s) to {out / TASK_FOLDERS[task]}, overlays to {out / 'overlays'}, "
+          f"measurements to {out / 'measurements.csv'}")
     return 0
 
 
@@ -125,8 +169,8 @@ def build_parser() -> argparse.ArgumentParser:
     from samocta import runs
     from samocta.bench import VARIANTS
     from samocta.data import FOVS, LAYOUTS
+    from samocta.evaluate import EVAL_MODES
     from samocta.model.build import MODEL_TYPES
-    from samocta.prompts import MODES
     from samocta.options import add_arguments
     from samocta.pretrain import PretrainConfig
     from samocta.train import PRESETS, TrainConfig
@@ -171,13 +215,31 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a trained run for prompt modes none / global / local")
     p.add_argument("--run", required=True, help="a run folder (all its folds) or one fold folder")
     p.add_argument("--modes", default=None,
-                   help=f"comma-separated, some of {','.join(MODES)}; default: none and the mode the run was trained in")
+                   help=f"comma-separated, some of {','.join(EVAL_MODES)} (auto: points from the model's own prompt-free "
+                        "pass, no label needed); default: none and the mode the run was trained in")
     p.add_argument("--select", choices=typing.get_args(runs.Which), default="best",
                    help="the adapter to score: the epoch with the best validation Dice, or the last epoch")
     p.add_argument("--part", choices=("val", "test"), default=None, help="default: test (standard split) or val (k-fold)")
     p.add_argument("--save-masks", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("predict", help="segment scans without labels with a fine-tuned adapter; masks, overlays, measurements")
+    p.add_argument("--adapter", required=True, help="an adapter file, or a run or fold folder (its best adapter)")
+    p.add_argument("--checkpoint", default=None, help="the base checkpoint for the official models (a path or 'download')")
+    p.add_argument("--input", required=True,
+                   help="an OCTA-500 root (either layout; labels not needed) or a folder of <id>_OPL_BM/_ILM_OPL/_FULL images")
+    p.add_argument("--ids", default=None, help="comma-separated subject ids; default: all")
+    p.add_argument("--fov", choices=FOVS, default=None, help="field of view; default: the adapter's")
+    p.add_argument("--prompts", default="none",
+                   help="none (no points), auto (points from the model's own prompt-free pass) or a JSON file of clicked "
+                        "points per subject (as the click widget saves them); default: none")
+    p.add_argument("--threshold", type=float, default=0.5, help="probability threshold; default: 0.5")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N; default: auto")
+    p.add_argument("--out", required=True, help="output folder: <GT folder>/<id>.png masks (0/255), overlays/, measurements.csv")
+    p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_predict)
 
     p = sub.add_parser("bench", help="speed and memory of SDPA, checkpointing, AMP and half-precision weights against the baseline")
     p.add_argument("--device", default="cpu", help="cpu or cuda")

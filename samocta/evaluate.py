@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Mapping, Sequence
 
@@ -72,14 +73,46 @@ def data_source(root: str | os.PathLike) -> str:
     return "synthetic" if any(root.glob("synthetic-*.json")) or any(root.glob("*/synthetic-*.json")) else "OCTA-500"
 
 
+# What a model can be scored with: no points, points from the label (global, local), or "auto":
+# points the model draws from its own prompt-free pass (no label needed; see ``auto_prompt``).
+EVAL_MODES = MODES + ("auto",)
+
+
+class AutoPromptFallback(UserWarning):
+    """An automatic prompt found no confident region: the prompt-free result stands."""
+
+
 def prompt_specs(task: str, modes: Sequence[str] | Mapping[str, PromptSpec]) -> dict[str, PromptSpec]:
-    """The prompt recipe of each mode: as given, or the paper's for the task."""
+    """The prompt recipe of each mode: as given, or the paper's for the task ("auto" draws global-mode
+    counts from the model's own confident regions)."""
     if isinstance(modes, Mapping):
         return dict(modes)
-    unknown = [m for m in modes if m not in MODES]
+    unknown = [m for m in modes if m not in EVAL_MODES]
     if unknown or not modes:
-        raise InputError(f"prompt modes must be some of {MODES}, got {list(modes)}")
-    return {m: PromptSpec.paper(task, m) for m in modes}
+        raise InputError(f"prompt modes must be some of {EVAL_MODES}, got {list(modes)}")
+    return {m: PromptSpec.paper(task, "global" if m == "auto" else m) for m in modes}
+
+
+def auto_prompt(model: "PromptableSam", embedding, spec: PromptSpec, rng: np.random.Generator, threshold: float = 0.5):
+    """Two passes without a label: a prompt-free pass, points drawn from its confident regions
+    (``samocta.prompts.confident_points`` with the spec's counts), then a prompted pass.
+
+    Returns:
+        ``(coords, labels, mask)``: the points (none when nothing was confident: then the mask is
+        the prompt-free one, and an ``AutoPromptFallback`` warning says so) and the bool mask.
+    """
+    from samocta.prompts import confident_points
+
+    empty = [np.zeros((0, 2), np.float32)], [np.zeros(0, np.int64)]
+    first = model.decode(embedding, *empty)
+    probability = torch.sigmoid(first.logits[0, 0].float()).cpu().numpy()
+    points = confident_points(probability, spec.n_pos, spec.n_neg, rng, max_points=spec.max_points)
+    if len(points) == 0:
+        warnings.warn(AutoPromptFallback("auto prompt: no confident region in the prompt-free pass; its result stands"),
+                      stacklevel=2)
+        return points.coords, points.labels, first.masks(threshold)[0]
+    second = model.decode(embedding, [points.coords], [points.labels])
+    return points.coords, points.labels, second.masks(threshold)[0]
 
 
 @torch.inference_mode()
@@ -92,11 +125,15 @@ def predict_modes(
         ``(mode, prompt, mask)``: the prompt (its ``target`` is what it asks for) and the bool
         ``(H, W)`` mask, decoded with the model's own mask rule and thresholded at ``threshold``.
     """
-    from samocta.prompts import evaluation_prompt
+    from samocta.prompts import evaluation_prompt, fixed_rng
 
     model.eval()
     embedding = model.embed(sample.image[None])
     for mode, spec in specs.items():
+        if mode == "auto":  # no label: points from the model's own prompt-free pass; scored on the whole label
+            coords, labels, mask = auto_prompt(model, embedding, spec, fixed_rng(seed, sample.id), threshold)
+            yield mode, Prompt(coords, labels, sample.labels[task]), mask
+            continue
         prompt = evaluation_prompt(spec, sample.id, sample.labels[task], sample.labels, seed)
         yield mode, prompt, model.decode(embedding, [prompt.coords], [prompt.labels]).masks(threshold)[0]
 
@@ -121,8 +158,8 @@ def evaluate(
         model: a ``PromptableSam``/``LoRASam``; it decodes with its own ``mask_rule``.
         index: an ``OCTA500`` index; ``ids`` the subjects to score.
         task: the task.
-        modes: some of "none", "global", "local" (the paper's recipe for each), or a mapping of
-            mode to ``PromptSpec`` (a run's own recipe).
+        modes: some of "none", "global", "local", "auto" (the paper's recipe for each), or a
+            mapping of mode to ``PromptSpec`` (a run's own recipe).
         seed: evaluation-prompt seed (prompts are fixed per (seed, id)).
         threshold: on probabilities.
         fold: recorded in every row.
@@ -131,22 +168,24 @@ def evaluate(
     Returns:
         a pandas DataFrame, one row per (subject, mode): id, fold, task, fov, mode, n_points,
         pred_pixels, target_pixels, dice, jaccard, precision, recall, cldice, hd95 (px),
-        betti0_error, betti1_error.
+        betti0_error, betti1_error, hd95_um (HD95 in µm, from the FoV's pixel size).
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from samocta.data import write_grey
+    from samocta.data import pixel_size_um, write_grey
     from samocta.metrics import all_metrics
 
     specs = prompt_specs(task, modes)
     rows = []
     for sid in tqdm(list(ids), desc=f"evaluate {task}", disable=not progress, leave=False):
         sample = index.load(sid, tasks=label_tasks(task, index.tasks))
+        pixel_um = pixel_size_um(sample.fov, sample.image.shape[1])
         for mode, prompt, pred in predict_modes(model, sample, task, specs, seed, threshold):
+            scores = all_metrics(pred, prompt.target)
             rows.append({"id": sid, "fold": fold, "task": task, "fov": sample.fov, "mode": mode, "n_points": len(prompt),
                          "pred_pixels": int(pred.sum()), "target_pixels": int(prompt.target.sum()),
-                         **all_metrics(pred, prompt.target)})
+                         **scores, "hd95_um": scores["hd95"] * pixel_um})
             if save_dir is not None:
                 write_grey(Path(save_dir) / mode / f"{sid}.png", pred)
     return pd.DataFrame(rows)
@@ -202,7 +241,9 @@ def evaluate_run(
     split = Split.from_json(run_dir / runs.SPLIT)
     part = part or ("test" if config.split == "standard" and split.test else "val")
     modes = list(modes) if modes is not None else ["none", config.prompt_mode]
-    specs = {m: config.prompt_spec() if m == config.prompt_mode else PromptSpec.paper(config.task, m) for m in dict.fromkeys(modes)}
+    specs = prompt_specs(config.task, list(dict.fromkeys(modes)))
+    if config.prompt_mode in specs:  # the run's own recipe for the mode it was trained in
+        specs[config.prompt_mode] = config.prompt_spec()
     model = build_model(config)
     # adapters written before the metadata named the rule and task take them from the run's config
     model.load_adapter(adapter_file, defaults={"mask_rule": config.mask_rule, "task": config.task})

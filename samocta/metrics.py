@@ -28,6 +28,8 @@ except ImportError:  # pragma: no cover - scipy gives the same numbers
     cv2 = None
 
 METRICS = ("dice", "jaccard", "precision", "recall", "cldice", "hd95", "betti0_error", "betti1_error")
+# what summarize averages by default: the metrics, and HD95 in µm where evaluation added it
+SUMMARY_METRICS = METRICS[:6] + ("hd95_um",) + METRICS[6:]
 
 
 def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -210,7 +212,7 @@ def summarize(
         fold: the fold column; if present, each group gets one row per fold (mean and std over
             that fold's subjects) and one row with ``fold="all"`` (mean and std over the fold
             means: the spread between folds, not between subjects).
-        metrics: metric columns (default: those of ``METRICS`` present).
+        metrics: metric columns (default: those of ``SUMMARY_METRICS`` present).
 
     Returns:
         a pandas DataFrame indexed by ``by`` (+ fold) with, per metric, ``<metric>`` (mean over the
@@ -227,7 +229,7 @@ def summarize(
     if df.empty:
         raise ValueError("summarize needs at least one record")
     keys = [k for k in by if k in df.columns]
-    metrics = [m for m in (metrics or METRICS) if m in df.columns]
+    metrics = [m for m in (metrics or SUMMARY_METRICS) if m in df.columns]
     has_fold = fold in df.columns
     df = df.assign(_empty=df["pred_pixels"] == 0) if "pred_pixels" in df.columns else df
     df = df.assign(_empty_target=df["target_pixels"] == 0) if "target_pixels" in df.columns else df

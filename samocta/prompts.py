@@ -326,6 +326,48 @@ def local_points(
     return Prompt(coords, point_labels, target)
 
 
+# Probabilities above CONFIDENT are sure foreground, below 1 - CONFIDENT sure background; between
+# them a first pass is unsure, and automatic prompts put no point there.
+CONFIDENT = 0.8
+
+
+def confident_points(
+    probability: np.ndarray,
+    n_pos: int = 1,
+    n_neg: int = 1,
+    rng: np.random.Generator | None = None,
+    confident: float = CONFIDENT,
+    band: tuple[float, float] = (1, 4),
+    max_points: int | None = MAX_POINTS,
+) -> Prompt:
+    """Prompt points drawn from a model's own probabilities, as global mode draws them from a label.
+
+    The sure foreground (``probability >= confident``) plays the label: each of its components
+    gets ``n_pos`` positives inside it and ``n_neg`` negatives in the band around it, and negatives
+    that would fall on pixels the model is unsure of (``1 - confident < probability < confident``)
+    are dropped. With no sure foreground there are no points.
+
+    Args:
+        probability: float ``(H, W)`` in [0, 1], e.g. a prompt-free pass's ``sigmoid(logits)``.
+        n_pos, n_neg, rng, band, max_points: as ``global_points``.
+        confident: the probability from which a pixel is sure foreground (0.5 < confident < 1).
+
+    Returns:
+        ``Prompt`` whose target is the sure foreground (the points' source, not a ground truth).
+    """
+    probability = np.asarray(probability, np.float64)
+    if probability.ndim != 2 or not np.isfinite(probability).all():
+        raise PromptError(f"probability must be a finite 2-D (H, W) array, got shape {probability.shape}")
+    if not 0.5 < confident < 1:
+        raise PromptError(f"confident must lie between 0.5 and 1, got {confident}")
+    sure = probability >= confident
+    prompt = global_points(sure, n_pos, n_neg, rng, band=band, max_points=max_points)
+    unsure = (probability > 1 - confident) & ~sure
+    cols, rows = (prompt.coords - 0.5).astype(int).T
+    keep = (prompt.labels == 1) | ~unsure[rows, cols]
+    return Prompt(prompt.coords[keep], prompt.labels[keep], sure)
+
+
 @dataclass(frozen=True)
 class PromptSpec:
     """A named prompt recipe, callable as ``spec(mask, rng, labels=None) -> Prompt``.

@@ -14,6 +14,7 @@ import math
 import os
 import time
 import typing
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from samocta.model import LoRASam
     from samocta.prompts import PromptSpec
 
-HISTORY_FIELDS = ("epoch", "train_loss", "val_dice", "val_jaccard", "val_cldice", "lr", "seconds")
+HISTORY_FIELDS = ("epoch", "train_loss", "val_dice", "val_jaccard", "val_cldice", "val_dice_none", "lr", "seconds")
 Lever = Literal["auto", "on", "off"]
 SplitKind = Literal["standard", "kfold"]
 Preset = Literal["paper", "reference_code"]
@@ -117,6 +118,10 @@ class TrainConfig:
             from samocta.model.build import resolve_checkpoint
 
             resolve_checkpoint(self.model, None)  # raises, saying how to get the official weights
+        if self.no_prompt_fraction > 0 and not self.train_decoder:
+            warnings.warn(
+                "--no-prompt-fraction without --train-decoder: with the decoder frozen, LoRA alone barely learns to "
+                "segment without prompts; add --train-decoder for one adapter that serves both", stacklevel=2)
 
     def to_json(self, path: str | os.PathLike) -> None:
         """Write the config, and the prompt recipe it implies, as JSON (atomically)."""
@@ -164,7 +169,7 @@ class FoldResult:
 
     run_dir: Path
     best_epoch: int
-    best_val_dice: float
+    best_val_dice: float  # the selection score of the best epoch (see ``selection_score``)
     history: list[dict[str, float]] = field(default_factory=list)
 
 
@@ -192,10 +197,22 @@ def _validate(model: "LoRASam", index: "OCTA500", ids: list[int], config: TrainC
     """Validation scores, computed by ``samocta.evaluate.evaluate``: the same prompts, decoding and
     threshold as ``evaluate_run(run, part="val")`` in the run's prompt mode, so the two agree."""
     from samocta.evaluate import evaluate
+    from samocta.prompts import PromptSpec
 
-    results = evaluate(model, index, ids, config.task, {config.prompt_mode: config.prompt_spec()}, seed=config.seed,
-                       threshold=config.threshold, progress=False)
-    return {k: float(results[k].mean()) for k in ("dice", "jaccard", "cldice")}
+    specs = {config.prompt_mode: config.prompt_spec(), "none": PromptSpec.paper(config.task, "none")}
+    results = evaluate(model, index, ids, config.task, specs, seed=config.seed, threshold=config.threshold, progress=False)
+    own = results[results["mode"] == config.prompt_mode]
+    scores = {k: float(own[k].mean()) for k in ("dice", "jaccard", "cldice")}
+    scores["dice_none"] = float(results.loc[results["mode"] == "none", "dice"].mean())
+    return scores
+
+
+def selection_score(config: TrainConfig, row: dict[str, float]) -> float:
+    """What picks the best epoch: the validation Dice in the run's prompt mode, or, for a run that
+    also trains without prompts (``no_prompt_fraction > 0``), the mean of that and the prompt-free Dice."""
+    if config.no_prompt_fraction > 0 and config.prompt_mode != "none":
+        return (row["val_dice"] + row["val_dice_none"]) / 2
+    return row["val_dice"]
 
 
 @dataclass
@@ -239,9 +256,13 @@ def _config_differences(saved: TrainConfig, config: TrainConfig) -> list[str]:
     return differ
 
 
-def check_subjects(index: "OCTA500", ids: list[int], task: str) -> None:
+def check_subjects(index: "OCTA500", ids: list[int], task: str) -> tuple[int, int]:
     """Read every subject a run will use, before its first step, and refuse with every problem at once:
-    unreadable or mis-oriented files, empty labels, images of different sizes."""
+    unreadable or mis-oriented files, empty labels, images of different sizes.
+
+    Returns:
+        the subjects' image size ``(H, W)``.
+    """
     from samocta.data import DatasetError
     from samocta.prompts import label_tasks
 
@@ -259,6 +280,7 @@ def check_subjects(index: "OCTA500", ids: list[int], task: str) -> None:
         shown = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise DatasetError(f"{len(problems)} problem(s) in the subjects this run reads (check-data lists them all):\n  - {shown}",
                            problems)
+    return next(iter(sizes))
 
 
 def _prepare(config: TrainConfig, resume: bool) -> _Fold:
@@ -297,10 +319,11 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
         split.to_json(run_dir / runs.SPLIT)
     config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
     train_ids = split.train[: config.max_train] if config.max_train else split.train
-    check_subjects(index, train_ids + split.val, config.task)
+    height, width = check_subjects(index, train_ids + split.val, config.task)
     train_ds = SegmentationDataset(index, train_ids, config.task, prompt_fn=config.prompt_spec(), augment=config.augment or False,
                                    seed=config.seed)
     model = build_model(config, device)
+    model.trained_with["image_size"] = f"{height}x{width}"  # what prediction checks new scans against
     precision = apply_speed_settings(model, device, config.amp, config.grad_checkpointing, config.sdpa, config.half_frozen,
                                      config.compile)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -385,7 +408,8 @@ def _save(fold: _Fold, row: dict[str, float], improved: bool) -> None:
     if improved:
         fold.model.save_adapter(runs.adapter(fold.run_dir, "best"))
     fold.model.save_adapter(runs.adapter(fold.run_dir, "last"))
-    lines = [",".join(HISTORY_FIELDS)] + [",".join(str(r[k]) for k in HISTORY_FIELDS) for r in fold.history]
+    # rows of a run resumed from an earlier version may lack a newer column: NaN there
+    lines = [",".join(HISTORY_FIELDS)] + [",".join(str(r.get(k, float("nan"))) for k in HISTORY_FIELDS) for r in fold.history]
     atomic_write_text(fold.run_dir / runs.HISTORY, "\n".join(lines) + "\n")
     atomic_torch_save(
         {
@@ -428,13 +452,16 @@ def _train(fold: _Fold, progress: bool) -> FoldResult:
         loss = _train_epoch(fold, epoch, progress)
         val = _validate(fold.model, fold.index, fold.split.val, config)
         row = {"epoch": epoch + 1, "train_loss": loss, "val_dice": val["dice"], "val_jaccard": val["jaccard"],
-               "val_cldice": val["cldice"], "lr": fold.opt.param_groups[0]["lr"], "seconds": round(time.perf_counter() - t0, 2)}
+               "val_cldice": val["cldice"], "val_dice_none": val["dice_none"], "lr": fold.opt.param_groups[0]["lr"],
+               "seconds": round(time.perf_counter() - t0, 2)}
         fold.history.append(row)
         if progress:
-            print(f"epoch {epoch + 1}: loss {loss:.4f}, val Dice {val['dice']:.4f}", flush=True)
-        improved = val["dice"] > fold.best[0]
+            print(f"epoch {epoch + 1}: loss {loss:.4f}, val Dice {val['dice']:.4f} ({config.prompt_mode} prompts), "
+                  f"{val['dice_none']:.4f} without prompts", flush=True)
+        score = selection_score(config, row)
+        improved = score > fold.best[0]
         if improved:
-            fold.best = (val["dice"], epoch + 1)
+            fold.best = (score, epoch + 1)
         _save(fold, row, improved)
     return FoldResult(fold.run_dir, fold.best[1], fold.best[0], fold.history)
 

@@ -12,8 +12,8 @@ ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
-def test_there_are_five_chapters():
-    assert [p.stem for p in NOTEBOOKS] == ["01_data", "02_prompts", "03_finetune", "04_evaluate", "05_interactive"]
+def test_there_are_six_chapters():
+    assert [p.stem for p in NOTEBOOKS] == ["01_data", "02_prompts", "03_finetune", "04_evaluate", "05_interactive", "06_predict"]
 
 
 def test_title_cell_parameters_cell_and_no_outputs():

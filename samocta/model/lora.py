@@ -27,6 +27,8 @@ class AdapterError(SamOctaError, ValueError):
 
 # what an adapter must say about the model it belongs to
 ADAPTER_KEYS = ("model_type", "rank", "alpha", "dropout", "train_decoder", "mask_rule", "task")
+# and what it records of how it was trained (not needed to load it)
+TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size")
 
 
 class LoRALinear(nn.Module):
@@ -137,6 +139,8 @@ class LoRASam(PromptableSam):
                 p.requires_grad_(True)
         self.base_sha256 = base_sha256
         self.task = task
+        # how the adapter was trained (FoV, prompt mode, no-prompt share), recorded for whoever uses it
+        self.trained_with: dict[str, str] = {}
 
     @property
     def lora_layers(self) -> list[LoRALinear]:
@@ -166,6 +170,7 @@ class LoRASam(PromptableSam):
             "task": self.task or "",
             "base_sha256": self.base_sha256 or "",
             "samocta_version": __version__,
+            **self.trained_with,
         }
 
     def save_adapter(self, path: str | os.PathLike) -> None:
@@ -217,6 +222,7 @@ class LoRASam(PromptableSam):
             float(meta["dropout"]), meta["train_decoder"] == "True", base_sha256=sha, mask_rule=meta["mask_rule"],
             task=meta["task"] or None,
         )
+        model.trained_with = {k: meta[k] for k in TRAINED_WITH if k in meta}
         model.load_adapter(path, defaults)
         return model
 

@@ -73,7 +73,7 @@ class MaskOutput:
         of a sigmoid near 0.5); the one place the package turns logits into a mask.
         """
         if not 0 < threshold < 1:
-            raise ValueError(f"threshold must be between 0 and 1, got {threshold}")
+            raise InputError(f"the threshold (--threshold) must lie between 0 and 1, got {threshold}")
         return (self.logits[:, 0].float() > math.log(threshold / (1 - threshold))).cpu().numpy()
 
 

@@ -1,0 +1,128 @@
+"""Clinical measurements of a mask in physical units: the FAZ's size and shape, the vessels' density and width.
+
+Pixel size comes from the field of view: OCTA-500's 3M images span 3 mm over 304 px (9.87 µm per
+pixel), 6M images 6 mm over 400 px (15 µm); an image of another size is taken to span the same
+field (``samocta.data.pixel_size_um``).
+
+FAZ (Krawitz et al., "Acircularity index and axis ratio of the foveal avascular zone in diabetic
+eyes and healthy controls measured by optical coherence tomography angiography", Vision Research
+139, 2017): area (mm²) and perimeter (mm) of the largest FAZ region, and circularity
+``4 pi A / P^2`` (1 for a disk, lower for an irregular outline; the inverse of the acircularity
+index). The perimeter is the Crofton estimate (``skimage.measure.perimeter_crofton``, 4
+directions): unbiased for outlines of every orientation, as a FAZ's is (a digital disk of radius
+20-120 px reads within 1 % of 2 pi r), where counting boundary steps reads 2-5 % long; a
+straight edge along the pixel grid reads about 5 % short.
+
+Vessels (Chu et al., "Quantitative assessment of the retinal microvasculature using optical
+coherence tomography angiography", Journal of Biomedical Optics 21(6), 066008, 2016): vessel area
+density (the share of the image that is vessel, %), vessel skeleton density as length per area
+(skeleton length in mm per mm² of image; the skeleton from ``skimage.morphology.skeletonize``,
+its length measured step by step, see ``skeleton_length``), and the mean vessel width as the
+vessel diameter index (vessel area / skeleton length, in µm). Thinning shortens each vessel end by
+about half its width, so the width of short, wide segments reads a little high (a 6 px bar of
+200 px: +3 %).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from samocta.data.octa500 import TASKS, pixel_size_um
+from samocta.errors import InputError
+
+FAZ_MEASURES = ("faz_area_mm2", "faz_perimeter_mm", "faz_circularity")
+VESSEL_MEASURES = ("area_density_pct", "skeleton_density_mm_per_mm2", "mean_width_um")
+
+
+def _mask(mask: np.ndarray) -> np.ndarray:
+    mask = np.asarray(mask)
+    if mask.ndim != 2:
+        raise InputError(f"a mask is 2-D (H, W), got shape {mask.shape}")
+    if mask.dtype.kind == "f" and not np.isfinite(mask).all():
+        raise InputError("the mask has NaN or infinite values; pass a bool mask")
+    return mask.astype(bool)
+
+
+def faz_measures(mask: np.ndarray, pixel_um: float) -> dict[str, float]:
+    """FAZ area (mm²), perimeter (mm) and circularity ``4 pi A / P^2`` of the largest region.
+
+    Args:
+        mask: bool ``(H, W)`` FAZ mask.
+        pixel_um: pixel size in µm.
+
+    Returns:
+        the three ``FAZ_MEASURES``; NaN for an empty mask.
+    """
+    from scipy import ndimage
+    from skimage.measure import perimeter_crofton
+
+    from samocta.connectivity import EIGHT
+
+    mask = _mask(mask)
+    if not mask.any():
+        return dict.fromkeys(FAZ_MEASURES, float("nan"))
+    labels, _ = ndimage.label(mask, EIGHT)
+    largest = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    mm = pixel_um / 1000.0
+    area_px = float(largest.sum())
+    perim_px = float(perimeter_crofton(np.pad(largest, 1), directions=4))
+    return {
+        "faz_area_mm2": area_px * mm**2,
+        "faz_perimeter_mm": perim_px * mm,
+        "faz_circularity": 4 * math.pi * area_px / perim_px**2 if perim_px else float("nan"),
+    }
+
+
+def skeleton_length(skeleton: np.ndarray) -> float:
+    """Length of a one-pixel-wide skeleton in pixels: steps between 8-neighbours, diagonal ones
+    counted as ``sqrt(2)``; a diagonal step is not counted where the path turns through an
+    orthogonal neighbour instead (which would count the corner twice).
+
+    A straight run of n pixels is ``n - 1`` long, horizontal or diagonal (counting pixels instead
+    would shorten diagonal vessels by 29 %).
+    """
+    s = np.asarray(skeleton, bool)
+    ortho = int((s[:, :-1] & s[:, 1:]).sum() + (s[:-1, :] & s[1:, :]).sum())
+    down = s[:-1, :-1] & s[1:, 1:] & ~s[:-1, 1:] & ~s[1:, :-1]
+    up = s[:-1, 1:] & s[1:, :-1] & ~s[:-1, :-1] & ~s[1:, 1:]
+    return ortho + math.sqrt(2) * int(down.sum() + up.sum())
+
+
+def vessel_measures(mask: np.ndarray, pixel_um: float) -> dict[str, float]:
+    """Vessel area density (%), skeleton length density (mm/mm²) and mean width (µm).
+
+    Args:
+        mask: bool ``(H, W)`` vessel mask (RV, capillaries, arteries or veins).
+        pixel_um: pixel size in µm.
+
+    Returns:
+        the three ``VESSEL_MEASURES``; the mean width is NaN for an empty mask.
+    """
+    from skimage.morphology import skeletonize
+
+    mask = _mask(mask)
+    skeleton_px = skeleton_length(skeletonize(mask))
+    mm = pixel_um / 1000.0
+    image_mm2 = mask.size * mm**2
+    return {
+        "area_density_pct": 100.0 * float(mask.mean()),
+        "skeleton_density_mm_per_mm2": skeleton_px * mm / image_mm2,
+        "mean_width_um": float(mask.sum()) / skeleton_px * pixel_um if skeleton_px else float("nan"),
+    }
+
+
+def measure(mask: np.ndarray, task: str, fov: str) -> dict[str, float]:
+    """The measurements clinicians use for one task's mask, in the units of the FoV's pixel size.
+
+    Args:
+        mask: bool ``(H, W)``.
+        task: one of ``TASKS``: "FAZ" gives ``FAZ_MEASURES``, the vessel tasks ``VESSEL_MEASURES``.
+        fov: "3M" or "6M" (3 mm or 6 mm across the image, whatever its pixel count).
+    """
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; expected one of {TASKS}")
+    mask = _mask(mask)
+    pixel_um = pixel_size_um(fov, mask.shape[1])
+    return faz_measures(mask, pixel_um) if task == "FAZ" else vessel_measures(mask, pixel_um)

@@ -1,0 +1,150 @@
+"""Segmenting scans without labels: automatic prompts, the predict command, self-describing adapters."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from samocta.cli import main
+from samocta.data import OCTA500, read_grey
+from samocta.evaluate import AutoPromptFallback, auto_prompt
+from samocta.model import MaskOutput
+from samocta.prompts import PromptSpec, confident_points
+from samocta.train import TrainConfig, read_history, train_fold
+
+from inputs import training_inputs
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A FAZ adapter (LoRA + decoder, half the samples without prompts) trained 2 epochs on small synthetic data."""
+    root = training_inputs(tmp_path_factory.mktemp("predict"), n=8, seed=11)
+    config = TrainConfig(data=str(root / "data"), task="FAZ", checkpoint=str(root / "tiny.pth"), epochs=2, batch_size=4,
+                         train_decoder=True, no_prompt_fraction=0.5, out=str(root / "run"), device="cpu")
+    result = train_fold(config, progress=False)
+    return root, result
+
+
+def test_mixed_runs_validate_with_and_without_prompts_and_describe_themselves(run):
+    from samocta.model import LoRASam
+
+    root, result = run
+    history = read_history(result.run_dir)
+    assert all(0 <= r["val_dice_none"] <= 1 for r in history)
+    best = max(history, key=lambda r: (r["val_dice"] + r["val_dice_none"]) / 2)
+    assert result.best_epoch == best["epoch"]  # chosen on the mean of the two
+    meta = LoRASam.read_adapter(result.run_dir / "adapter_best.safetensors")[1]
+    assert {k: meta[k] for k in ("task", "fov", "prompt_mode", "no_prompt_fraction", "train_decoder", "mask_rule", "image_size")} == {
+        "task": "FAZ", "fov": "3M", "prompt_mode": "global", "no_prompt_fraction": "0.5", "train_decoder": "True",
+        "mask_rule": "most_confident", "image_size": "96x96"}
+    with pytest.warns(UserWarning, match="--train-decoder"):
+        TrainConfig(no_prompt_fraction=0.5)
+
+
+class Flat:
+    """A stand-in model whose every pass says 'unsure' (probability 0.5 everywhere)."""
+
+    mask_rule = "single"
+
+    def eval(self):
+        return self
+
+    def embed(self, images):
+        return np.asarray(images)
+
+    def decode(self, embedding, coords, labels):
+        logits = torch.zeros(1, 1, *embedding.shape[1:3])
+        return MaskOutput(logits, logits, torch.ones(1, 1), torch.zeros(1, dtype=torch.long))
+
+
+def test_auto_prompts_fall_back_to_the_prompt_free_result_and_say_so():
+    with pytest.warns(AutoPromptFallback, match="no confident region"):
+        coords, labels, mask = auto_prompt(Flat(), np.zeros((1, 32, 32, 3), np.uint8), PromptSpec.paper("FAZ", "global"),
+                                           np.random.default_rng(0))
+    assert len(labels) == 0 and not mask.any()
+
+
+def test_confident_points_stay_off_the_pixels_the_model_is_unsure_of():
+    probability = np.zeros((60, 60))
+    probability[20:30, 20:30] = 0.95
+    probability[15:35, 15:20] = 0.5  # an unsure rim on one side
+    for seed in range(20):
+        prompt = confident_points(probability, 2, 3, np.random.default_rng(seed))
+        cols, rows = (prompt.coords - 0.5).astype(int).T
+        assert (probability[rows[prompt.labels == 1], cols[prompt.labels == 1]] >= 0.8).all()
+        neg = probability[rows[prompt.labels == 0], cols[prompt.labels == 0]]
+        assert (neg <= 0.2).all()
+
+
+def test_predict_on_a_tree_without_labels(run, tmp_path, capsys):
+    root, result = run
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    hidden = OCTA500(root / "data", "3M")
+    shutil.rmtree(data / "Label")  # nobody has labelled these scans
+    out = tmp_path / "out"
+    argv = ["predict", "--adapter", str(root / "run"), "--input", str(data), "--out", str(out), "--quiet"]
+    assert main([*argv, "--prompts", "auto"]) == 0
+    table = pd.read_csv(out / "measurements.csv")
+    assert sorted(table["id"]) == hidden.ids and set(table["prompts"]) == {"auto"}
+    for sid in hidden.ids:
+        mask = read_grey(out / "GT_FAZ" / f"{sid}.png")
+        assert mask.shape == (96, 96) and set(np.unique(mask)) <= {0, 255}
+        assert (out / "overlays" / f"{sid}.png").exists()
+    assert (table["faz_area_mm2"].fillna(0) >= 0).all()
+    capsys.readouterr()
+    assert main(argv) == 1  # outputs are never overwritten silently
+    assert "--overwrite" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    # clicked points for a subject that is not there are refused, naming it
+    (tmp_path / "clicks.json").write_text(json.dumps({"99999": {"points": [[10.5, 10.5]], "labels": [1]}}))
+    capsys.readouterr()
+    assert main([*argv, "--overwrite", "--prompts", str(tmp_path / "clicks.json")]) == 1
+    assert "99999" in capsys.readouterr().err
+
+
+def test_the_widget_json_gives_predict_the_mask_the_widget_showed(run, tmp_path):
+    from samocta.predict import load_model
+    from samocta.widgets import click_prompts
+
+    root, result = run
+    model = load_model(root / "run")
+    index = OCTA500(root / "data", "3M")
+    sid = index.ids[0]
+    image = index.load(sid).image
+    saved = tmp_path / "clicks.json"
+    clicker = click_prompts(image, model, points=[(48.5, 48.5, 1), (20.5, 70.5, 0)], interactive=False, save_to=saved)
+    out = tmp_path / "out"
+    assert main(["predict", "--adapter", str(root / "run"), "--input", str(root / "data"), "--ids", str(sid),
+                 "--prompts", str(saved), "--out", str(out), "--quiet"]) == 0
+    assert np.array_equal(read_grey(out / "GT_FAZ" / f"{sid}.png") > 0, clicker.mask)
+
+
+def test_predict_refuses_scans_of_another_size_naming_both(run, tmp_path, capsys):
+    from samocta.synth import write_octa500
+
+    root, _ = run
+    write_octa500(tmp_path / "big", "3M", n=2, seed=1, size=128, progress=False)
+    code = main(["predict", "--adapter", str(root / "run"), "--input", str(tmp_path / "big"), "--out", str(tmp_path / "o"),
+                 "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 1 and "128 x 128 px" in err and "96 x 96 px" in err and "Traceback" not in err
+
+
+def test_evaluate_scores_auto_prompts_beside_the_others(run):
+    from samocta.evaluate import evaluate_run
+
+    _, result = run
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AutoPromptFallback)
+        results = evaluate_run(result.run_dir, ["none", "auto", "global"], part="val", progress=False)
+    assert set(results["mode"]) == {"none", "auto", "global"}
+    auto = results[results["mode"] == "auto"]
+    assert (auto["target_pixels"] == results[results["mode"] == "none"]["target_pixels"].values).all()  # the whole label
