@@ -148,3 +148,25 @@ def test_evaluate_scores_auto_prompts_beside_the_others(run):
     assert set(results["mode"]) == {"none", "auto", "global"}
     auto = results[results["mode"] == "auto"]
     assert (auto["target_pixels"] == results[results["mode"] == "none"]["target_pixels"].values).all()  # the whole label
+
+
+def test_predict_names_missing_projections_and_bare_adapters(run, tmp_path, capsys):
+    from samocta.files import save_safetensors
+    from samocta.model import LoRASam
+
+    root, result = run
+    data = tmp_path / "data"
+    shutil.copytree(root / "data", data)
+    sid = OCTA500(data, "3M").ids[0]
+    missing = data / "OCTA_3mm" / "Projection Maps" / "OCTA(ILM_OPL)" / f"{sid}.bmp"
+    missing.unlink()
+    argv = ["predict", "--adapter", str(root / "run"), "--input", str(data), "--out", str(tmp_path / "o"), "--quiet"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err
+    assert str(missing) in err and "Traceback" not in err
+    tensors, _ = LoRASam.read_adapter(result.run_dir / "adapter_best.safetensors")
+    save_safetensors(tensors, tmp_path / "bare.safetensors", {"model_type": "tiny"})
+    assert main(["predict", "--adapter", str(tmp_path / "bare.safetensors"), "--input", str(root / "data"),
+                 "--out", str(tmp_path / "o2"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "lacks ['rank', 'alpha', 'dropout', 'train_decoder', 'mask_rule', 'task']" in err
