@@ -122,6 +122,8 @@ def _predict(args: argparse.Namespace) -> int:
     task, fov = model.task, model.trained_with.get("fov") or args.fov
     if task is None:
         raise PredictError(f"{args.adapter}: the adapter names no task; train it with samocta train")
+    if fov is None:
+        raise PredictError(f"{args.adapter}: the adapter does not record its field of view; pass --fov 3M or --fov 6M")
     if args.fov and args.fov != fov:
         raise PredictError(f"the adapter was trained on {fov} scans; --fov {args.fov} does not match it")
     out = Path(args.out)
