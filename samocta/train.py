@@ -243,16 +243,23 @@ def _saved_config(run_dir: Path) -> TrainConfig:
         raise TrainingError(f"{path}: unreadable run config ({exc}); restore it, or start afresh in another --out") from None
 
 
-def _config_differences(saved: TrainConfig, config: TrainConfig) -> list[str]:
+def _config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> list[str]:
     """The options in which ``config`` differs from a run's saved one. The run folder is the run,
-    wherever it now is (``out`` is not compared), and the data path is compared resolved."""
+    wherever it now is (``out`` is not compared), and the data path is compared resolved.
+
+    ``epochs`` may grow: a finished run extended from its last checkpoint equals a run made with the
+    larger number at once, because neither the learning-rate schedule (warm-up, then a decay per
+    epoch) nor any random draw depends on the total. It may not fall below the ``done`` epochs.
+    """
     differ = []
     for f in fields(TrainConfig):
         a, b = getattr(saved, f.name), getattr(config, f.name)
         if f.name == "out" or (f.name == "data" and Path(a).resolve() == Path(b).resolve()):
             continue
+        if f.name == "epochs" and b >= done:
+            continue
         if a != b:
-            differ.append(f"--{f.name.replace('_', '-')} {a} (now {b})")
+            differ.append(f"--{f.name.replace('_', '-')} {a} (now {b}" + (f"; {done} epochs are done)" if f.name == "epochs" else ")"))
     return differ
 
 
@@ -294,7 +301,8 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     if resuming:
         if not resume:
             raise TrainingError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose another --out")
-        differ = _config_differences(_saved_config(run_dir), config)
+        done = len(read_history(run_dir)) if (run_dir / runs.HISTORY).exists() else 0
+        differ = _config_differences(_saved_config(run_dir), config, done)
         if differ:
             raise TrainingError(
                 f"{run_dir} was made with other options: {'; '.join(differ)}. Resume with the run's own options, "

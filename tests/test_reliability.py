@@ -331,8 +331,8 @@ def test_8_resume_from_the_same_folder_written_differently_and_from_a_moved_fold
     for spelling in ("./runs/t0/", str(tmp_path / "runs" / "t0")):
         train_fold(_config(base, data, Path(spelling)), resume=True, progress=False)
     shutil.move(tmp_path / "runs" / "t0", tmp_path / "moved")
-    with pytest.raises(TrainingError, match="--epochs 1 \\(now 2\\)"):  # other options are still refused, by name
-        train_fold(_config(base, data, tmp_path / "moved", epochs=2), resume=True, progress=False)
+    with pytest.raises(TrainingError, match="--lr 0.001 \\(now 0.0005\\)"):  # other options are still refused, by name
+        train_fold(_config(base, data, tmp_path / "moved", lr=5e-4), resume=True, progress=False)
     result = train_fold(_config(base, data, tmp_path / "moved"), resume=True, progress=False)
     assert result.best_epoch == 1 and [r["epoch"] for r in read_history(result.run_dir)] == [1]
 

@@ -166,3 +166,17 @@ def test_amp_and_levers_train_on_cpu(setup, tmp_path):
     adapter = _adapter(result.run_dir / "adapter_last.safetensors")
     assert all(v.dtype == np.float32 for v in adapter.values())
     assert any(np.abs(v).max() > 0 for k, v in adapter.items() if "lora_q_B" in k)
+
+
+def test_a_finished_run_extended_by_an_epoch_equals_one_made_at_once(setup, tmp_path):
+    once = train_fold(_config(setup, tmp_path / "once", epochs=2), progress=False)
+    grown = tmp_path / "grown"
+    train_fold(_config(setup, grown, epochs=1), progress=False)
+    extended = train_fold(_config(setup, grown, epochs=2), resume=True, progress=False)
+    for name in ("adapter_last.safetensors", "adapter_best.safetensors"):
+        a, b = _adapter(once.run_dir / name), _adapter(extended.run_dir / name)
+        assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a), name
+    assert _history_without_time(extended.run_dir) == _history_without_time(once.run_dir)
+    assert TrainConfig.from_json(extended.run_dir / "config.json").epochs == 2
+    with pytest.raises(TrainingError, match=r"--epochs 2 \(now 1; 2 epochs are done\)"):
+        train_fold(_config(setup, grown, epochs=1), resume=True, progress=False)
