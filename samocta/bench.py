@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
+from samocta.errors import InputError
+from samocta.model.build import resolve_device
 from samocta.model.speed import apply_speed_settings
 
 if TYPE_CHECKING:
@@ -130,11 +132,7 @@ def run(model_type: str = "tiny", device: str = "cpu", quick: bool = False, vari
 
     unknown = [v for v in variants if v not in VARIANTS]
     if unknown or not variants:
-        from samocta.errors import InputError
-
         raise InputError(f"--variants must list some of {','.join(VARIANTS)}; got {','.join(variants) or 'none'}")
-    from samocta.model.build import resolve_device
-
     dev = resolve_device(device)
     repeat, warmup = (2, 1) if quick else (10, 2)
     rows = [bench_variant(model_type, v, dev, repeat, warmup, max_batch) for v in variants]

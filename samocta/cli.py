@@ -107,49 +107,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from pathlib import Path
+    from samocta.predict import PredictError, load_model, predict_scans
 
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from samocta.data import TASK_FOLDERS
-    from samocta.files import atomic_write_csv
-    from samocta.measure import measure
-    from samocta.predict import PredictError, check_size, load_model, predict, read_clicks, read_scans, trained_size, write_outputs
-
-    ids = [int(i) for i in args.ids.split(",") if i.strip()] if args.ids else None
+    try:
+        ids = [int(i) for i in args.ids.split(",") if i.strip()] if args.ids else None
+    except ValueError:
+        raise PredictError(f"--ids takes subject ids separated by commas, e.g. 10301,10302; got {args.ids!r}") from None
     model = load_model(args.adapter, args.checkpoint, args.device)
-    task, fov = model.task, model.trained_with.get("fov") or args.fov
-    if task is None:
-        raise PredictError(f"{args.adapter}: the adapter names no task; train it with samocta train")
-    if fov is None:
-        raise PredictError(f"{args.adapter}: the adapter does not record its field of view; pass --fov 3M or --fov 6M")
-    if args.fov and args.fov != fov:
-        raise PredictError(f"the adapter was trained on {fov} scans; --fov {args.fov} does not match it")
-    out = Path(args.out)
-    scans = list(read_scans(args.input, fov, ids))
-    clash = [p for p in [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{sid}.png" for sid, _ in scans)] if p.exists()]
-    if clash and not args.overwrite:
-        raise PredictError(f"{clash[0]} exists (and {len(clash) - 1} more outputs); pass --overwrite to replace them, or choose another --out")
-    clicks = {}
-    if args.prompts not in ("none", "auto"):
-        clicks = read_clicks(args.prompts, [sid for sid, _ in scans], trained_size(model, fov))
-    print(f"{len(scans)} subject(s) from {args.input}; {task} ({fov}) with the adapter {args.adapter}; prompts: "
-          f"{args.prompts}; output: {out}", file=sys.stderr)
-    rows = []
-    for sid, image in tqdm(scans, desc=f"predict {task}", disable=args.quiet):
-        check_size(image, trained_size(model, fov), f"subject {sid}")
-        if args.prompts in ("none", "auto"):
-            mask, used = predict(model, image, args.prompts, args.threshold), args.prompts
-        elif sid in clicks:
-            mask, used = predict(model, image[None], [clicks[sid]], args.threshold)[0], f"clicked ({len(clicks[sid][1])} points)"
-        else:
-            mask, used = predict(model, image, "none", args.threshold), "none (no clicks for this subject)"
-        write_outputs(out, sid, task, fov, image, mask)
-        rows.append({"id": sid, "task": task, "fov": fov, "prompts": used, **measure(mask, task, fov)})
-    atomic_write_csv(pd.DataFrame(rows), out / "measurements.csv", index=False)
-    print(f"wrote {len(rows)} {task} mask(s) to {out / TASK_FOLDERS[task]}, overlays to {out / 'overlays'}, "
-          f"measurements to {out / 'measurements.csv'}")
+    print(f"segmenting {model.task} in {args.input} with {args.adapter} ({args.prompts} prompts) into {args.out}", file=sys.stderr)
+    table = predict_scans(model, args.input, args.out, args.prompts, ids=ids, fov=args.fov, threshold=args.threshold,
+                          overwrite=args.overwrite, progress=not args.quiet)
+    task = model.task
+    print(f"wrote {len(table)} {task} mask(s) and overlays to {args.out}, measurements to {args.out}/measurements.csv")
     return 0
 
 

@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from samocta.data import OCTA500, Sample
-    from samocta.model import PromptableSam
+    from samocta.model import Embedding, PromptableSam
 
 # SAM-OCTA, Table 1 (OCTA-500, 10-fold CV, GT-derived prompts); the other rows are quoted by the
 # paper from Joint-Seg (Hu et al., IEEE TIM 2022).
@@ -93,7 +93,9 @@ def prompt_specs(task: str, modes: Sequence[str] | Mapping[str, PromptSpec]) -> 
     return {m: PromptSpec.paper(task, "global" if m == "auto" else m) for m in modes}
 
 
-def auto_prompt(model: "PromptableSam", embedding, spec: PromptSpec, rng: np.random.Generator, threshold: float = 0.5):
+def auto_prompt(
+    model: "PromptableSam", embedding: "Embedding", spec: PromptSpec, rng: np.random.Generator, threshold: float = 0.5
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Two passes without a label: a prompt-free pass, points drawn from its confident regions
     (``samocta.prompts.confident_points`` with the spec's counts), then a prompted pass.
 
@@ -103,8 +105,7 @@ def auto_prompt(model: "PromptableSam", embedding, spec: PromptSpec, rng: np.ran
     """
     from samocta.prompts import confident_points
 
-    empty = [np.zeros((0, 2), np.float32)], [np.zeros(0, np.int64)]
-    first = model.decode(embedding, *empty)
+    first = model.decode_unprompted(embedding)
     probability = torch.sigmoid(first.logits[0, 0].float()).cpu().numpy()
     points = confident_points(probability, spec.n_pos, spec.n_neg, rng, max_points=spec.max_points)
     if len(points) == 0:
@@ -149,6 +150,7 @@ def evaluate(
     fold: int | str | None = None,
     save_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    samples: Mapping[int, "Sample"] | None = None,
 ) -> "pd.DataFrame":
     """Predictions and per-sample metrics for each prompt mode.
 
@@ -164,6 +166,7 @@ def evaluate(
         threshold: on probabilities.
         fold: recorded in every row.
         save_dir: if given, predicted masks go there as ``<mode>/<id>.png`` ({0, 255}).
+        samples: subjects already read (training's validation reads them once per run), by id.
 
     Returns:
         a pandas DataFrame, one row per (subject, mode): id, fold, task, fov, mode, n_points,
@@ -179,7 +182,7 @@ def evaluate(
     specs = prompt_specs(task, modes)
     rows = []
     for sid in tqdm(list(ids), desc=f"evaluate {task}", disable=not progress, leave=False):
-        sample = index.load(sid, tasks=label_tasks(task, index.tasks))
+        sample = samples[sid] if samples and sid in samples else index.load(sid, tasks=label_tasks(task, index.tasks))
         pixel_um = pixel_size_um(sample.fov, sample.image.shape[1])
         for mode, prompt, pred in predict_modes(model, sample, task, specs, seed, threshold):
             scores = all_metrics(pred, prompt.target)

@@ -28,12 +28,14 @@ if TYPE_CHECKING:  # torch takes seconds to import; only two writers need it
     import torch
 
 
-def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
+def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None], sync: bool = True) -> None:
     """Write a file atomically: ``write(fh)`` fills a temporary file of its own beside ``path``,
-    which is flushed and synced to disk, then renamed over ``path``.
+    which is flushed (and, with ``sync``, synced to disk), then renamed over ``path``.
 
     The temporary name is unique to each writer, so two writers of one path never share a file,
-    and a reader sees either the old file or the complete new one.
+    and a reader sees either the old file or the complete new one, even if the writer is killed.
+    ``sync`` also makes the new file survive a crash of the machine itself; it costs a disk flush
+    per file, which bulk, regenerable outputs (images) skip.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,8 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
         with os.fdopen(fd, "wb") as fh:
             write(fh)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.chmod(tmp, 0o644)  # mkstemp makes 0o600; written files are readable as any other
         os.replace(tmp, path)
     except BaseException:

@@ -57,13 +57,16 @@ class Chapter:
 
     def train_config(self, name: str, **fields: Any) -> "TrainConfig":
         """The fine-tuning configuration of the run ``name``: the one saved with it if a chapter
-        already made it (so later chapters read exactly that run), else a new one from the
-        chapter's parameters and ``fields``."""
+        already made it (so later chapters read exactly that run; only ``epochs`` follows the
+        parameter, so that raising it extends the run), else a new one from the chapter's
+        parameters and ``fields``."""
+        from dataclasses import replace
+
         from samocta.train import TrainConfig
 
         folds = runs.fold_dirs(self.run_dir(name))
         if folds:
-            return TrainConfig.from_json(folds[0] / runs.CONFIG)
+            return replace(TrainConfig.from_json(folds[0] / runs.CONFIG), epochs=self.epochs)
         base = dict(data=str(self.data_root), fov=self.fov, model=self.model, checkpoint=self.checkpoint,
                     epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, out=str(self.run_dir(name)))
         return TrainConfig(**{**base, **fields})

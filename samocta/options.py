@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import math
 import types
 import typing
@@ -55,6 +56,7 @@ def choices_of(annotation: Any) -> tuple[Any, ...] | None:
     return typing.get_args(base) if typing.get_origin(base) is Literal else None
 
 
+@functools.lru_cache(maxsize=None)  # every config built checks its fields: resolve the hints once
 def _fields(cls: type) -> list[tuple[dataclasses.Field, Any]]:
     hints = typing.get_type_hints(cls)
     return [(f, hints[f.name]) for f in dataclasses.fields(cls)]
@@ -106,7 +108,7 @@ def describe_range(f: dataclasses.Field) -> str:
     return ", ".join(x for x in (low, high) if x) or "any value"
 
 
-def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, skip: tuple[str, ...] = (), required: tuple[str, ...] = ()) -> None:
+def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, required: tuple[str, ...] = ()) -> None:
     """One flag per field of ``cls``, with its help text, its default and its choices.
 
     Values stay unchecked here (``argparse`` only converts them): the dataclass checks them, so the
@@ -115,8 +117,6 @@ def add_arguments(parser: argparse.ArgumentParser | Any, cls: type, skip: tuple[
     dataclass supplies its value; ``--help`` still shows the dataclass default.
     """
     for f, annotation in _fields(cls):
-        if f.name in skip:
-            continue
         base, optional = _unpack(annotation)
         choices = choices_of(annotation)
         default = f.default

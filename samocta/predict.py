@@ -21,6 +21,8 @@ from samocta.data.octa500 import FOV_SIZE, LAYERS, TASK_FOLDERS
 from samocta.errors import InputError, SamOctaError
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from samocta.model import LoRASam, PromptableSam
 
 PROMPTS = ("none", "auto")
@@ -75,8 +77,7 @@ def predict(
     """
     import torch
 
-    from samocta.evaluate import auto_prompt
-    from samocta.prompts import PromptSpec
+    from samocta.evaluate import auto_prompt, prompt_specs
 
     images = np.asarray(images)
     single = images.ndim == 3
@@ -91,11 +92,11 @@ def predict(
         model.eval()
         for i, image in enumerate(batch):
             embedding = model.embed(image[None])
-            if prompts == "auto":
-                spec = PromptSpec.paper(getattr(model, "task", None) or "FAZ", "global")
+            if prompts == "auto":  # the recipe evaluate scores "auto" with
+                spec = prompt_specs(getattr(model, "task", None), ["auto"])["auto"]
                 mask = auto_prompt(model, embedding, spec, np.random.default_rng([seed, i]), threshold)[2]
             elif prompts == "none":
-                mask = model.decode(embedding, [np.zeros((0, 2), np.float32)], [np.zeros(0, np.int64)]).masks(threshold)[0]
+                mask = model.decode_unprompted(embedding).masks(threshold)[0]
             else:
                 coords, labels = prompts[i]
                 mask = model.decode(embedding, [coords], [labels]).masks(threshold)[0]
@@ -171,18 +172,18 @@ def read_scans(source: str | os.PathLike, fov: str, ids: Sequence[int] | None = 
         yield sid, index.load(sid, tasks=(), check_orientation=False).image
 
 
-def write_outputs(out: Path, sid: int, task: str, fov: str, image: np.ndarray, mask: np.ndarray) -> None:
-    """The mask (``<out>/<GT folder>/<id>.png``, 0/255) and an overlay (``<out>/overlays/<id>.png``)."""
+def write_outputs(out: Path, sid: int, task: str, image: np.ndarray, mask: np.ndarray) -> None:
+    """The mask (``<out>/<GT folder>/<id>.png``, 0/255) and an overlay on FULL (``<out>/overlays/<id>.png``)."""
+    from PIL import Image
+
     from samocta.data import write_grey
     from samocta.files import atomic_write
 
     write_grey(out / TASK_FOLDERS[task] / f"{sid}.png", mask)
-    grey = image[..., LAYERS.index("FULL")].astype(np.float32)
-    rgb = np.repeat(grey[..., None], 3, axis=-1)
-    rgb[mask] = 0.55 * rgb[mask] + 0.45 * np.array([30.0, 144.0, 255.0])
-    from PIL import Image
-
-    atomic_write(out / "overlays" / f"{sid}.png", lambda fh: Image.fromarray(rgb.astype(np.uint8), "RGB").save(fh, "PNG"))
+    rgb = np.repeat(image[..., LAYERS.index("FULL"), None].astype(np.float32), 3, axis=-1)
+    rgb[mask] = 0.55 * rgb[mask] + 0.45 * np.array([30.0, 144.0, 255.0])  # the book's mask blue
+    overlay = Image.fromarray(rgb.astype(np.uint8), "RGB")
+    atomic_write(out / "overlays" / f"{sid}.png", lambda fh: overlay.save(fh, "PNG"), sync=False)
 
 
 def trained_size(model: "LoRASam", fov: str) -> tuple[int, int]:
@@ -201,3 +202,67 @@ def check_size(image: np.ndarray, expected: tuple[int, int], where: str) -> None
     if image.shape[:2] != tuple(expected):
         raise PredictError(f"{where}: the image is {image.shape[1]} x {image.shape[0]} px; the adapter was trained on "
                            f"{expected[1]} x {expected[0]} px images (resize the projections, or use an adapter of their size)")
+
+
+def predict_scans(
+    model: "LoRASam",
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    prompts: str = "none",
+    ids: Sequence[int] | None = None,
+    fov: str | None = None,
+    threshold: float = 0.5,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> "pd.DataFrame":
+    """What ``python -m samocta predict`` does: every scan of ``source`` segmented, its mask and overlay
+    written under ``out`` (``write_outputs``), and ``out/measurements.csv`` (``samocta.measure``).
+
+    Args:
+        model: from ``load_model`` (its task and FoV come from the adapter).
+        source: see ``read_scans``.
+        prompts: "none", "auto", or a JSON file of clicked points (``read_clicks``); subjects
+            without clicks in it are segmented without prompts, and the table says so.
+        ids: the subjects (default all); fov: must match the adapter's (default: the adapter's).
+        overwrite: replace existing outputs (otherwise refused).
+
+    Returns:
+        the measurements table, one row per subject.
+    """
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from samocta.files import atomic_write_csv
+    from samocta.measure import measure
+
+    task, trained_fov = model.task, model.trained_with.get("fov")
+    if task is None:
+        raise PredictError("the adapter names no task; train it with samocta train")
+    if trained_fov and fov and fov != trained_fov:
+        raise PredictError(f"the adapter was trained on {trained_fov} scans; --fov {fov} does not match it")
+    fov = trained_fov or fov
+    if fov is None:
+        raise PredictError("the adapter does not record its field of view; pass --fov 3M or --fov 6M")
+    out = Path(out)
+    scans = list(read_scans(source, fov, ids))
+    outputs = [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{sid}.png" for sid, _ in scans)]
+    clash = [path for path in outputs if path.exists()]
+    if clash and not overwrite:
+        raise PredictError(f"{clash[0]} exists (and {len(clash) - 1} more outputs); pass --overwrite to replace them, "
+                           "or choose another --out")
+    size = trained_size(model, fov)
+    clicks = read_clicks(prompts, [sid for sid, _ in scans], size) if prompts not in PROMPTS else {}
+    rows = []
+    for sid, image in tqdm(scans, desc=f"predict {task} ({prompts})", disable=not progress):
+        check_size(image, size, f"subject {sid}")
+        if prompts in PROMPTS:
+            mask, used = predict(model, image, prompts, threshold), prompts
+        elif sid in clicks:
+            mask, used = predict(model, image, [clicks[sid]], threshold), f"clicked ({len(clicks[sid][1])} points)"
+        else:
+            mask, used = predict(model, image, "none", threshold), "none (no clicks for this subject)"
+        write_outputs(out, sid, task, image, mask)
+        rows.append({"id": sid, "task": task, "fov": fov, "prompts": used, **measure(mask, task, fov)})
+    table = pd.DataFrame(rows)
+    atomic_write_csv(table, out / "measurements.csv", index=False)
+    return table

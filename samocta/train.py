@@ -28,12 +28,13 @@ from samocta.errors import SamOctaError
 from samocta.files import atomic_torch_save, atomic_write_text
 from samocta.model.build import ModelType, build_model, resolve_device
 from samocta.model.promptable import MaskRule
-from samocta.options import check_fields, option
+from samocta.options import check_fields, flag_of, option
 from samocta.prompts import Mode
 
 if TYPE_CHECKING:
-    from samocta.data import OCTA500, SegmentationDataset, Split
+    from samocta.data import OCTA500, Sample, SegmentationDataset, Split
     from samocta.model import LoRASam
+    from samocta.model.speed import Precision
     from samocta.prompts import PromptSpec
 
 HISTORY_FIELDS = ("epoch", "train_loss", "val_dice", "val_jaccard", "val_cldice", "val_dice_none", "lr", "seconds")
@@ -193,14 +194,15 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return max(config.lr_decay**epochs_after, config.min_lr / config.lr)
 
 
-def _validate(model: "LoRASam", index: "OCTA500", ids: list[int], config: TrainConfig) -> dict[str, float]:
+def _validate(model: "LoRASam", index: "OCTA500", samples: dict[int, "Sample"], config: TrainConfig) -> dict[str, float]:
     """Validation scores, computed by ``samocta.evaluate.evaluate``: the same prompts, decoding and
     threshold as ``evaluate_run(run, part="val")`` in the run's prompt mode, so the two agree."""
     from samocta.evaluate import evaluate
     from samocta.prompts import PromptSpec
 
     specs = {config.prompt_mode: config.prompt_spec(), "none": PromptSpec.paper(config.task, "none")}
-    results = evaluate(model, index, ids, config.task, specs, seed=config.seed, threshold=config.threshold, progress=False)
+    results = evaluate(model, index, list(samples), config.task, specs, seed=config.seed, threshold=config.threshold,
+                       progress=False, samples=samples)
     own = results[results["mode"] == config.prompt_mode]
     scores = {k: float(own[k].mean()) for k in ("dice", "jaccard", "cldice")}
     scores["dice_none"] = float(results.loc[results["mode"] == "none", "dice"].mean())
@@ -224,11 +226,12 @@ class _Fold:
     index: "OCTA500"
     split: "Split"
     train_ds: "SegmentationDataset"
+    val_samples: dict[int, "Sample"]
     device: torch.device
     model: "LoRASam"
     opt: torch.optim.Optimizer
     sched: torch.optim.lr_scheduler.LambdaLR
-    precision: object
+    precision: "Precision"
     scaler: torch.amp.GradScaler
     start_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
@@ -259,25 +262,26 @@ def _config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> l
         if f.name == "epochs" and b >= done:
             continue
         if a != b:
-            differ.append(f"--{f.name.replace('_', '-')} {a} (now {b}" + (f"; {done} epochs are done)" if f.name == "epochs" else ")"))
+            differ.append(f"{flag_of(f)} {a} (now {b}" + (f"; {done} epochs are done)" if f.name == "epochs" else ")"))
     return differ
 
 
-def check_subjects(index: "OCTA500", ids: list[int], task: str) -> tuple[int, int]:
+def check_subjects(index: "OCTA500", ids: list[int], task: str) -> dict[int, "Sample"]:
     """Read every subject a run will use, before its first step, and refuse with every problem at once:
     unreadable or mis-oriented files, empty labels, images of different sizes.
 
     Returns:
-        the subjects' image size ``(H, W)``.
+        the subjects, read once for the whole run (training and validation use them from here).
     """
     from samocta.data import DatasetError
     from samocta.prompts import label_tasks
 
-    problems, sizes = [], {}
+    problems, sizes, samples = [], {}, {}
     for sid in ids:
-        sample, found = index._read(sid, label_tasks(task, index.tasks), check_orientation=True)
+        sample, found = index.read(sid, label_tasks(task, index.tasks))
         problems += found
         if sample is not None:
+            samples[sid] = sample
             sizes.setdefault(sample.image.shape[:2], []).append(sid)
             if not sample.labels[task].any():
                 problems.append(f"{index.path(sid, task)}: the {task} label is empty; a run cannot learn or score it")
@@ -287,7 +291,7 @@ def check_subjects(index: "OCTA500", ids: list[int], task: str) -> tuple[int, in
         shown = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
         raise DatasetError(f"{len(problems)} problem(s) in the subjects this run reads (check-data lists them all):\n  - {shown}",
                            problems)
-    return next(iter(sizes))
+    return samples
 
 
 def _prepare(config: TrainConfig, resume: bool) -> _Fold:
@@ -327,17 +331,19 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
         split.to_json(run_dir / runs.SPLIT)
     config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
     train_ids = split.train[: config.max_train] if config.max_train else split.train
-    height, width = check_subjects(index, train_ids + split.val, config.task)
+    samples = check_subjects(index, train_ids + split.val, config.task)
     train_ds = SegmentationDataset(index, train_ids, config.task, prompt_fn=config.prompt_spec(), augment=config.augment or False,
-                                   seed=config.seed)
+                                   seed=config.seed, samples=samples)
     model = build_model(config, device)
+    height, width = samples[split.val[0]].image.shape[:2]
     model.trained_with["image_size"] = f"{height}x{width}"  # what prediction checks new scans against
     precision = apply_speed_settings(model, device, config.amp, config.grad_checkpointing, config.sdpa, config.half_frozen,
                                      config.compile)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
-    return _Fold(config, run_dir, index, split, train_ds, device, model, opt, sched, precision, precision.scaler(device))
+    val_samples = {sid: samples[sid] for sid in split.val}
+    return _Fold(config, run_dir, index, split, train_ds, val_samples, device, model, opt, sched, precision, precision.scaler(device))
 
 
 def _resume(fold: _Fold) -> None:
@@ -458,7 +464,7 @@ def _train(fold: _Fold, progress: bool) -> FoldResult:
     for epoch in range(fold.start_epoch, config.epochs):
         t0 = time.perf_counter()
         loss = _train_epoch(fold, epoch, progress)
-        val = _validate(fold.model, fold.index, fold.split.val, config)
+        val = _validate(fold.model, fold.index, fold.val_samples, config)
         row = {"epoch": epoch + 1, "train_loss": loss, "val_dice": val["dice"], "val_jaccard": val["jaccard"],
                "val_cldice": val["cldice"], "val_dice_none": val["dice_none"], "lr": fold.opt.param_groups[0]["lr"],
                "seconds": round(time.perf_counter() - t0, 2)}

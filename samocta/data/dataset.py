@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -41,6 +41,8 @@ class SegmentationDataset(Dataset):
         seed: base seed.
         fixed_prompts: draw the same prompt for a subject in every epoch.
         cache: keep decoded samples in memory (a 3M subject takes about 0.7 MB).
+        samples: subjects already read (e.g. by a run's check of its subjects), used instead of
+            reading them again.
     """
 
     def __init__(
@@ -53,6 +55,7 @@ class SegmentationDataset(Dataset):
         seed: int = 0,
         fixed_prompts: bool = False,
         cache: bool = True,
+        samples: Mapping[int, Sample] | None = None,
     ) -> None:
         if task not in TASKS:
             raise DatasetError(f"unknown task {task!r}; expected one of {TASKS}")
@@ -69,7 +72,7 @@ class SegmentationDataset(Dataset):
             augment = "paper"
         self.transform = make_augmentation(augment) if isinstance(augment, str) else (augment or None)
         self.epoch = 0
-        self._cache: dict[int, Sample] | None = {} if cache else None
+        self._cache: dict[int, Sample] | None = dict(samples or {}) if cache else None
 
     def __len__(self) -> int:
         return len(self.ids)

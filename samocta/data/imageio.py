@@ -88,4 +88,6 @@ def write_grey(path: str | os.PathLike, array: np.ndarray) -> None:
     if array.dtype != np.uint8 or array.ndim != 2:
         raise ValueError(f"write_grey expects a uint8 (H, W) array, got {array.dtype} {array.shape}")
     fmt = {".bmp": "BMP", ".png": "PNG"}[path.suffix.lower()]
-    atomic_write(path, lambda fh: Image.fromarray(array, mode="L").save(fh, format=fmt))
+    # images come in bulk and can be made again (synthetic trees, predicted masks): no disk flush
+    # per file (it made writing a synthetic tree a third slower); the rename keeps them whole
+    atomic_write(path, lambda fh: Image.fromarray(array, mode="L").save(fh, format=fmt), sync=False)

@@ -19,12 +19,14 @@ SHARE = {
     "3M": {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25), "FAZ": (0.002, 0.25)},
     "6M": {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25), "FAZ": (0.0005, 0.12)},
 }
-_DIHEDRAL = [(k, flip) for flip in (False, True) for k in range(4)]
+# the eight rotations and flips of a square image, by name; ``dihedral(a, i)`` applies the i-th
+DIHEDRAL = ("identity", "rot90", "rot180", "rot270", "flip", "rot90+flip", "rot180+flip", "rot270+flip")
 
 
-def _transform(mask: np.ndarray, k: int, flip: bool) -> np.ndarray:
-    t = np.rot90(mask, k)
-    return t[:, ::-1] if flip else t
+def dihedral(array: np.ndarray, i: int) -> np.ndarray:
+    """The ``i``-th transform of ``DIHEDRAL``: a rotation by ``90 * (i % 4)`` degrees, then a flip if ``i >= 4``."""
+    t = np.rot90(array, i % 4)
+    return t[:, ::-1] if i >= 4 else t
 
 
 def faz_problems(label: np.ndarray, full: np.ndarray | None) -> list[str]:
@@ -48,13 +50,12 @@ def faz_problems(label: np.ndarray, full: np.ndarray | None) -> list[str]:
     if full is not None and label.shape == full.shape and h == w:
         image_mean = float(full.mean()) + 1e-6
         # the FAZ is the dark, vessel-free centre: as stored, the label should sit on the darkest place
-        contrast = {(k, f): 1 - float(full[_transform(label, k, f)].mean()) / image_mean for k, f in _DIHEDRAL}
-        best = max(contrast, key=contrast.get)
-        if best != (0, False) and contrast[best] >= 0.3 and contrast[best] - contrast[(0, False)] >= 0.05:
-            how = f"rotated by {90 * best[0]} degrees" + (" and flipped" if best[1] else "") if best[0] else "flipped"
+        contrast = [1 - float(full[dihedral(label, i)].mean()) / image_mean for i in range(len(DIHEDRAL))]
+        best = int(np.argmax(contrast))
+        if best != 0 and contrast[best] >= 0.3 and contrast[best] - contrast[0] >= 0.05:
             problems.append(
-                f"the FAZ label lies on the dark centre of FULL only when {how} (contrast {contrast[best]:.2f} against "
-                f"{contrast[(0, False)]:.2f} as stored); re-orient the label"
+                f"the FAZ label lies on the dark centre of FULL only after '{DIHEDRAL[best]}' (contrast "
+                f"{contrast[best]:.2f} against {contrast[0]:.2f} as stored); re-orient the label"
             )
     return problems
 

@@ -16,7 +16,7 @@ from typing import Literal
 import numpy as np
 
 from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
-from samocta.data.labelcheck import label_problems
+from samocta.data.labelcheck import DIHEDRAL, dihedral, label_problems
 from samocta.errors import DatasetError
 
 Fov = Literal["3M", "6M"]
@@ -45,7 +45,6 @@ LAYOUT_DIRS = {
 }
 LAYOUTS: tuple[str, ...] = tuple(LAYOUT_DIRS)
 
-DIHEDRAL = ("identity", "rot90", "rot180", "rot270", "flip", "rot90+flip", "rot180+flip", "rot270+flip")
 
 
 def fov_of(sample_id: int) -> str | None:
@@ -105,9 +104,7 @@ def orientation_scores(image: np.ndarray, label: np.ndarray) -> dict[str, float]
     lab = label.astype(np.float32)
     scores = {}
     for i, name in enumerate(DIHEDRAL):
-        t = np.rot90(lab, i % 4)
-        if i >= 4:
-            t = t[:, ::-1]
+        t = dihedral(lab, i)
         if t.shape != label.shape:
             continue
         v = t.ravel()
@@ -232,7 +229,9 @@ class OCTA500:
             raise KeyError(f"{name!r} is neither a layer {LAYERS} nor a task {TASKS}")
         return self._files.get(name, {}).get(sample_id, folder / f"{sample_id}.bmp")
 
-    def _read(self, sample_id: int, tasks: tuple[str, ...], check_orientation: bool) -> tuple[Sample | None, list[str]]:
+    def read(self, sample_id: int, tasks: tuple[str, ...], check_orientation: bool = True) -> tuple[Sample | None, list[str]]:
+        """``load`` that reports instead of raising: the sample (None if anything is wrong) and every
+        problem found, each naming its path (for checks that list all problems at once)."""
         problems: list[str] = []
         channels: dict[str, np.ndarray] = {}
         for layer in LAYERS:
@@ -317,7 +316,7 @@ class OCTA500:
         unknown = [t for t in tasks if t not in TASKS]
         if unknown:
             raise DatasetError(f"unknown task(s) {unknown}; expected some of {TASKS}")
-        sample, problems = self._read(sample_id, tasks, check_orientation)
+        sample, problems = self.read(sample_id, tasks, check_orientation)
         if sample is None:
             raise DatasetError(f"id {sample_id}: " + "; ".join(problems), problems)
         return sample
@@ -331,7 +330,7 @@ class OCTA500:
 
         problems = list(self.stray)
         for sid in tqdm(self.ids, desc=f"checking {self.fov}", disable=not progress, leave=False):
-            _, found = self._read(sid, self.tasks, check_orientation)
+            _, found = self.read(sid, self.tasks, check_orientation)
             problems.extend(found)
         return problems
 

@@ -318,6 +318,11 @@ class PromptableSam(nn.Module):
             best = self.sam.postprocess_masks(best, embedding.input_size, embedding.original_size)
         return MaskOutput(best, low_res, iou, selected)
 
+    def decode_unprompted(self, embedding: Embedding, mask_rule: str | None = None) -> MaskOutput:
+        """``decode`` with no points for every image (SAM's padding point only: the "none" mode)."""
+        b = embedding.features.shape[0]
+        return self.decode(embedding, [np.zeros((0, 2), np.float32)] * b, [np.zeros(0, np.int64)] * b, mask_rule)
+
     def forward(
         self,
         images: np.ndarray | torch.Tensor,
