@@ -55,10 +55,13 @@ class LoRALinear(nn.Module):
         dim = base.in_features
         self.rank, self.alpha = rank, float(rank if alpha is None else alpha)
         self.scale = self.alpha / rank
-        self.lora_q_A = nn.Linear(dim, rank, bias=False)
-        self.lora_q_B = nn.Linear(rank, dim, bias=False)
-        self.lora_v_A = nn.Linear(dim, rank, bias=False)
-        self.lora_v_B = nn.Linear(rank, dim, bias=False)
+        # on the base's device (a model already on a GPU stays there), always fp32: the trained weights
+        # keep full precision even when the frozen ones are stored in half precision
+        device = base.weight.device
+        self.lora_q_A = nn.Linear(dim, rank, bias=False, device=device)
+        self.lora_q_B = nn.Linear(rank, dim, bias=False, device=device)
+        self.lora_v_A = nn.Linear(dim, rank, bias=False, device=device)
+        self.lora_v_B = nn.Linear(rank, dim, bias=False, device=device)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         self.reset_parameters()
