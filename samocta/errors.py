@@ -4,7 +4,14 @@ from __future__ import annotations
 
 
 class SamOctaError(Exception):
-    """Base class of every error the package raises on purpose."""
+    """Base class of every error the package raises on purpose.
+
+    In a notebook (IPython), such an error shows as its one ``error:`` line, not as a traceback:
+    it is the reader's input that needs changing, not the code.
+    """
+
+    def _render_traceback_(self) -> list[str]:  # IPython's hook for an exception's own display
+        return [f"error: {self}"]
 
 
 class DatasetError(SamOctaError, ValueError):
