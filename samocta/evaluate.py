@@ -215,7 +215,7 @@ def evaluate_run(
     part: str | None = None,
     adapter: runs.Which = "best",
     save_masks: bool = False,
-    progress: bool = True,
+    progress: bool | str = True,
 ) -> "pd.DataFrame":
     """Evaluate a trained fold folder on its split and write ``results-<part>.csv`` and
     ``summary-<part>.csv`` beside it.
@@ -227,6 +227,7 @@ def evaluate_run(
         part: "val" or "test" (default: test for the standard split, val for k-fold, as the
             reference code scores k-fold runs).
         adapter: "best" (the epoch with the best validation Dice) or "last".
+        progress: True: say what is scored, then a progress bar; "lines": the first only; False: silent.
 
     Returns:
         the per-sample rows of ``evaluate`` plus the run's data_source, model_type, trained_mode,
@@ -251,10 +252,15 @@ def evaluate_run(
     # adapters written before the metadata named the rule and task take them from the run's config
     model.load_adapter(adapter_file, defaults={"mask_rule": config.mask_rule, "task": config.task})
     index = OCTA500(config.data, config.fov)
+    if progress:
+        device = next(model.parameters()).device
+        print(f"scoring {adapter_file} ({config.model}, {config.task}, trained with {config.prompt_mode} prompts) on "
+              f"{len(getattr(split, part))} {part} subjects of {config.data}, prompt modes {', '.join(specs)}, on {device}",
+              flush=True)
     results = evaluate(
         model, index, getattr(split, part), config.task, specs, seed=config.seed, threshold=config.threshold,
         fold=config.fold if config.split == "kfold" else "standard",
-        save_dir=runs.masks(run_dir, part) if save_masks else None, progress=progress,
+        save_dir=runs.masks(run_dir, part) if save_masks else None, progress=progress is True,
     )
     results["data_source"] = data_source(config.data)
     results["model_type"] = config.model

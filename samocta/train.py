@@ -246,7 +246,7 @@ def _saved_config(run_dir: Path) -> TrainConfig:
         raise TrainingError(f"{path}: unreadable run config ({exc}); restore it, or start afresh in another --out") from None
 
 
-def _config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> list[str]:
+def config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> list[str]:
     """The options in which ``config`` differs from a run's saved one. The run folder is the run,
     wherever it now is (``out`` is not compared), and the data path is compared resolved.
 
@@ -306,7 +306,7 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
         if not resume:
             raise TrainingError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose another --out")
         done = len(read_history(run_dir)) if (run_dir / runs.HISTORY).exists() else 0
-        differ = _config_differences(_saved_config(run_dir), config, done)
+        differ = config_differences(_saved_config(run_dir), config, done)
         if differ:
             raise TrainingError(
                 f"{run_dir} was made with other options: {'; '.join(differ)}. Resume with the run's own options, "
@@ -372,7 +372,7 @@ def _resume(fold: _Fold) -> None:
     fold.best = (float(state["best_dice"]), int(state["best_epoch"]))
 
 
-def _train_epoch(fold: _Fold, epoch: int, progress: bool) -> float:
+def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     """One pass over the training subjects; returns the mean loss."""
     from tqdm.auto import tqdm
 
@@ -388,7 +388,7 @@ def _train_epoch(fold: _Fold, epoch: int, progress: bool) -> float:
     order = rng.permutation(len(fold.train_ds))
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     losses: list[float] = []
-    bar = tqdm(batches, desc=f"{config.task} {fold.split.name} epoch {epoch + 1}/{config.epochs}", disable=not progress, leave=False)
+    bar = tqdm(batches, desc=f"{config.task} {fold.split.name} epoch {epoch + 1}/{config.epochs}", disable=not bar, leave=False)
     for idx in bar:
         items = [fold.train_ds[int(i)] for i in idx]
         for item in items:  # no points for this share of samples: the whole label is the target
@@ -441,10 +441,15 @@ def _save(fold: _Fold, row: dict[str, float], improved: bool) -> None:
     )
 
 
-def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True) -> FoldResult:
+def train_fold(config: TrainConfig, resume: bool = False, progress: bool | str = True) -> FoldResult:
     """Train one fold (or the standard split) as ``config`` says; resume it if asked.
 
     The fold folder is locked while the run uses it: a second training into it is refused.
+
+    Args:
+        progress: True: say what the run is about to do, a progress bar per epoch and a line per
+            epoch with its time and the time left; "lines": the same without bars (a rendered
+            page); False: silent.
 
     Raises:
         TrainingError: a non-finite loss (the last good checkpoint is kept), ``resume`` into a
@@ -458,20 +463,58 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool = True)
         return _train(_prepare(config, resume), progress)
 
 
-def _train(fold: _Fold, progress: bool) -> FoldResult:
+def _announce(fold: _Fold) -> str:
+    """What a run is about to do, before its first step: model, weights, device, data and folder."""
+    config, model = fold.config, fold.model
+    precision = f"{str(fold.precision.dtype).removeprefix('torch.')} autocast" if fold.precision.autocast else "float32"
+    weights = config.checkpoint or "the shipped tiny SAM"
+    sha = f"SHA-256 {model.base_sha256}" if model.base_sha256 else "random weights"
+    if fold.start_epoch >= config.epochs:
+        plan = f"all {config.epochs} epochs are done; nothing to train"
+    elif fold.start_epoch:
+        plan = f"epochs {fold.start_epoch + 1}-{config.epochs}, resuming after epoch {fold.start_epoch}"
+    else:
+        plan = f"{config.epochs} epoch" + ("s" if config.epochs > 1 else "")
+    return "\n".join([
+        f"training {config.task} with {config.prompt_mode} prompts into {fold.run_dir}",
+        f"  model {config.model}: {weights} ({sha}); {model.num_trainable():,} trainable parameters",
+        f"  device {fold.device} ({precision}), batch {config.batch_size}",
+        f"  data {config.data} ({config.fov}): {len(fold.train_ds)} training and {len(fold.val_samples)} validation "
+        f"subjects ({fold.split.name} split)",
+        f"  {plan}",
+    ])
+
+
+def _duration(seconds: float) -> str:
+    seconds = round(seconds)
+    if seconds < 90:
+        return f"{seconds} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _train(fold: _Fold, progress: bool | str) -> FoldResult:
     config = fold.config
     _resume(fold)
+    if progress:
+        print(_announce(fold), flush=True)
+    spent: list[float] = []
     for epoch in range(fold.start_epoch, config.epochs):
         t0 = time.perf_counter()
-        loss = _train_epoch(fold, epoch, progress)
+        loss = _train_epoch(fold, epoch, bar=progress is True)
         val = _validate(fold.model, fold.index, fold.val_samples, config)
+        seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss, "val_dice": val["dice"], "val_jaccard": val["jaccard"],
                "val_cldice": val["cldice"], "val_dice_none": val["dice_none"], "lr": fold.opt.param_groups[0]["lr"],
-               "seconds": round(time.perf_counter() - t0, 2)}
+               "seconds": round(seconds, 2)}
         fold.history.append(row)
+        spent.append(seconds)
         if progress:
-            print(f"epoch {epoch + 1}: loss {loss:.4f}, val Dice {val['dice']:.4f} ({config.prompt_mode} prompts), "
-                  f"{val['dice_none']:.4f} without prompts", flush=True)
+            left = (config.epochs - epoch - 1) * float(np.mean(spent))
+            print(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, val Dice {val['dice']:.4f} ({config.prompt_mode} "
+                  f"prompts), {val['dice_none']:.4f} without prompts; {_duration(seconds)}, about {_duration(left)} left",
+                  flush=True)
         score = selection_score(config, row)
         improved = score > fold.best[0]
         if improved:
