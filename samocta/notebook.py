@@ -2,16 +2,22 @@
 
 The chapters' parameter cells read environment variables (``SAMOCTA_MODE``, ``SAMOCTA_DATA``, ...);
 ``setup`` turns them into the data root (synthetic OCTA in ``smoke`` mode when no data is given;
-never silently in ``full`` mode), the work folder the chapters share, the device, and the
-fine-tuning configurations the chapters train, so that a run one chapter made is the run the
-next chapter reads.
+never silently in ``full`` mode), the work folder the chapters share (on Google Drive when the
+notebook runs on Colab, so that the chapters, each in its own runtime, read each other's runs), the
+device, and the fine-tuning configurations the chapters train, so that a run one chapter made is
+the run the next chapter reads. It says what it found: torch, the GPU and the precision a run
+will use, the data and its check, and the checkpoint with its SHA-256.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import torch
 
 from samocta import runs
 from samocta.errors import SamOctaError
@@ -20,6 +26,9 @@ if TYPE_CHECKING:
     from samocta.train import TrainConfig
 
 MODES = ("smoke", "full")
+SPLITS = ("standard", "kfold")
+COLAB_DRIVE = Path("/content/drive")  # where Colab mounts Google Drive
+COLAB_ROOT = Path("/content")  # a Colab runtime's own disk: gone when the runtime is recycled
 
 
 class SetupError(SamOctaError, ValueError):
@@ -34,8 +43,13 @@ class Chapter:
         mode: "smoke" (CPU, synthetic OCTA, tiny SAM) or "full" (GPU, OCTA-500, an official SAM).
         data_root: the dataset root the chapter reads.
         work: the folder the chapters share (synthetic data, runs).
-        model: the SAM type; checkpoint: its weights ("download" in full mode unless given).
+        model: the SAM type; checkpoint: its weights (None: the shipped tiny SAM; "download" in
+            full mode unless given).
         fov, seed, epochs: as the parameters say.
+        subjects: training subjects a run uses (0: all of its split's).
+        split, fold: "standard" or "kfold", and the fold of a k-fold split (10 folds).
+        batch: images per optimiser step (0: 4 in smoke mode, 1 in full mode).
+        device: where every model of the chapter runs.
     """
 
     mode: str
@@ -46,64 +60,206 @@ class Chapter:
     fov: str
     seed: int
     epochs: int
+    subjects: int = 0
+    split: str = "standard"
+    fold: int = 0
+    batch: int = 0
+    device: torch.device = torch.device("cpu")
 
     @property
     def batch_size(self) -> int:
-        """4 synthetic images on a CPU; 1 at 1024 px on a GPU, as the paper's runs."""
-        return 4 if self.mode == "smoke" else 1
+        """The ``batch`` parameter, or 4 synthetic images on a CPU and 1 at 1024 px on a GPU (as the paper's runs)."""
+        return self.batch or (4 if self.mode == "smoke" else 1)
+
+    @property
+    def progress(self) -> bool | str:
+        """What long cells show: progress bars and per-epoch lines in full mode; in smoke mode (the
+        rendered book) the per-epoch lines only."""
+        return True if self.mode == "full" else "lines"
+
+    @property
+    def bars(self) -> bool:
+        return self.mode == "full"
 
     def run_dir(self, name: str) -> Path:
         return self.work / "runs" / name
 
+    def build_sam(self) -> torch.nn.Module:
+        """The chapter's plain SAM, with its checkpoint's weights, on the chapter's device."""
+        from samocta.model.build import build_sam, resolve_checkpoint
+
+        weights, _ = resolve_checkpoint(self.model, self.checkpoint)
+        return build_sam(self.model, weights, pretrained=weights is not None).to(self.device)
+
     def train_config(self, name: str, **fields: Any) -> "TrainConfig":
-        """The fine-tuning configuration of the run ``name``: the one saved with it if a chapter
-        already made it (so later chapters read exactly that run; only ``epochs`` follows the
-        parameter, so that raising it extends the run), else a new one from the chapter's
-        parameters and ``fields``."""
-        from dataclasses import replace
+        """The fine-tuning configuration of the run ``name``, from the chapter's parameters and ``fields``.
 
-        from samocta.train import TrainConfig
+        If a chapter already made that run, the configuration must be the run's own; only
+        ``epochs`` may grow (the run is then extended from its last checkpoint).
 
-        folds = runs.fold_dirs(self.run_dir(name))
-        if folds:
-            return replace(TrainConfig.from_json(folds[0] / runs.CONFIG), epochs=self.epochs)
+        Raises:
+            SetupError: the run exists with other options; the message names them, the run folder
+                and how to start afresh.
+        """
+        from samocta.train import TrainConfig, config_differences, read_history
+
         base = dict(data=str(self.data_root), fov=self.fov, model=self.model, checkpoint=self.checkpoint,
-                    epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, out=str(self.run_dir(name)))
-        return TrainConfig(**{**base, **fields})
+                    epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, out=str(self.run_dir(name)),
+                    split=self.split, fold=self.fold, max_train=self.subjects or None)
+        config = TrainConfig(**{**base, **fields})
+        fold_dir = config.fold_dir()
+        if (fold_dir / runs.CONFIG).exists():
+            done = len(read_history(fold_dir)) if (fold_dir / runs.HISTORY).exists() else 0
+            differ = config_differences(TrainConfig.from_json(fold_dir / runs.CONFIG), config, done)
+            if differ:
+                raise SetupError(
+                    f"{fold_dir} holds a run made with other options: {'; '.join(differ)}. Set the parameters back "
+                    f"to the run's values to use or extend it (only EPOCHS may grow), or start afresh: delete that "
+                    f"folder, or set WORKDIR (SAMOCTA_WORKDIR) to another folder"
+                )
+        return config
+
+
+def _on_colab() -> bool:
+    return "google.colab" in sys.modules
+
+
+def _colab_workdir(workdir: Path, drive: bool) -> Path:
+    """On Colab, a relative work folder goes to Google Drive (mounted here if need be, which asks the
+    reader for permission), so that every chapter, each in its own runtime, finds the same runs; if
+    Drive is declined or off, to the runtime's disk, with a warning that it does not last."""
+    if workdir.is_absolute():
+        return workdir
+    if drive:
+        try:
+            if not (COLAB_DRIVE / "MyDrive").is_dir():
+                from google.colab import drive as colab_drive
+
+                colab_drive.mount(str(COLAB_DRIVE))
+            return COLAB_DRIVE / "MyDrive" / workdir
+        except Exception as exc:  # declined, or no Drive in this runtime: keep going on the runtime's disk
+            print(f"warning: Google Drive not mounted ({type(exc).__name__}: {exc})")
+    print(f"warning: the work folder is on this Colab runtime's own disk ({COLAB_ROOT / workdir}); runs are lost "
+          "when the runtime is recycled, and other chapters (other runtimes) do not see them")
+    return COLAB_ROOT / workdir
+
+
+def runtime_lines(device: torch.device, mode: str) -> list[str]:
+    """What a run on ``device`` uses: torch, CUDA, the GPU, its memory and the training precision."""
+    from samocta.model.speed import autocast_dtype
+
+    cuda = f"CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
+    lines = [f"torch {torch.__version__} ({cuda}), Python {sys.version.split()[0]}"]
+    if device.type == "cuda":
+        props = torch.cuda.get_device_properties(device)
+        dtype = autocast_dtype(device)
+        scaled = " with loss scaling" if dtype == torch.float16 else ""
+        lines.append(f"device {device}: {props.name}, {props.total_memory / 2**30:.1f} GiB, compute capability "
+                     f"{props.major}.{props.minor}; training precision: {str(dtype).removeprefix('torch.')} autocast{scaled}")
+    else:
+        lines.append(f"device cpu ({os.cpu_count()} cores); training precision: float32")
+        if mode == "full":
+            lines.append("warning: full mode without a GPU. Fine-tuning an official SAM on a CPU takes days; on Colab "
+                         "choose Runtime > Change runtime type > GPU, then run the notebook again")
+    return lines
+
+
+def checkpoint_line(model: str, checkpoint: str | None) -> str:
+    """The weights a run will start from: file, SHA-256 and whether they are the official ones.
+
+    An official checkpoint not yet in the cache is not fetched here (chapters that build no model
+    need none); the line says where and how large the download will be.
+    """
+    from samocta.model.build import resolve_checkpoint
+    from samocta.model.download import OFFICIAL, cache_dir
+
+    if checkpoint == "random":
+        return f"checkpoint: none, random {model} weights on purpose (nothing pretrained to fine-tune)"
+    if checkpoint == "download":
+        name, size, sha = OFFICIAL[model]
+        cached = cache_dir() / name
+        if cached.is_file():
+            return f"checkpoint: {cached} (the official {model} file, SHA-256 {sha})"
+        mb = f"{size / 1e6:,.0f} MB, " if size else ""
+        return f"checkpoint: the official {name} ({mb}SHA-256 {sha[:12]}...), downloaded into {cache_dir()} on first use"
+    path, sha = resolve_checkpoint(model, checkpoint)
+    official = {entry[2]: entry[0] for entry in OFFICIAL.values()}
+    kind = (f"the official {official[sha]}" if sha in official else
+            "the shipped tiny SAM, pretrained by the project on generic shapes" if model == "tiny" and not checkpoint else
+            "not an official SAM checkpoint")
+    return f"checkpoint: {path} ({kind}, SHA-256 {sha})"
+
+
+def data_lines(data_root: Path, fov: str, check: bool) -> list[str]:
+    """The dataset summary and, if ``check``, the result of reading every subject (``check-data``)."""
+    from samocta.data import OCTA500
+
+    index = OCTA500(data_root, fov)
+    lines = index.summary().splitlines()
+    if check:
+        problems = index.validate()
+        if problems:
+            lines.append(f"  data check: {len(problems)} problem(s); 'python -m samocta check-data {data_root} --fov {fov}' lists them:")
+            lines += [f"    - {p}" for p in problems[:5]]
+        else:
+            lines.append(f"  data check: all {len(index.ids)} subjects read, no problems found")
+    return lines
 
 
 def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: str = "3M", seed: int = 0,
-          epochs: int = 10, n_synthetic: int = 40, verbose: bool = True) -> Chapter:
+          epochs: int = 10, subjects: int = 0, split: str = "standard", fold: int = 0, batch: int = 0,
+          n_synthetic: int = 40, drive: bool = True, verbose: bool = True) -> Chapter:
     """Resolve a chapter's parameters, write synthetic data if needed, and say what the chapter uses.
 
     Args:
         mode: "smoke" or "full".
         data: an OCTA-500 root (either layout); empty: synthetic data (smoke mode only).
-        workdir: the folder the chapters share.
+        workdir: the folder the chapters share (relative: on Colab, on Google Drive).
         model, checkpoint: the SAM type and its weights (empty: the shipped tiny SAM in smoke mode,
             "download" in full mode).
         fov, seed, epochs: the chapters' parameters.
+        subjects: training subjects per run (0: all); split, fold: "standard" or "kfold" and its fold;
+        batch: images per step (0: the mode's default).
         n_synthetic: subjects of the synthetic tree.
+        drive: on Colab, keep a relative work folder on Google Drive.
 
     Raises:
-        SetupError: an unknown mode, or full mode without data.
+        SetupError: an unknown mode or split, a fold out of range, a negative count, or full mode
+            without data.
     """
+    from samocta.model.build import resolve_device
     from samocta.synth import ensure_synthetic
 
     if mode not in MODES:
-        raise SetupError(f"SAMOCTA_MODE must be one of {MODES}, got {mode!r}")
+        raise SetupError(f"MODE (SAMOCTA_MODE) must be one of {MODES}, got {mode!r}")
+    if split not in SPLITS:
+        raise SetupError(f"SPLIT (SAMOCTA_SPLIT) must be one of {SPLITS}, got {split!r}")
+    if not 0 <= fold < 10:
+        raise SetupError(f"FOLD (SAMOCTA_FOLD) must be 0-9 (the paper's 10 folds), got {fold}")
+    for name, value in (("SUBJECTS", subjects), ("BATCH", batch), ("EPOCHS", epochs)):
+        if value < (1 if name == "EPOCHS" else 0):
+            raise SetupError(f"{name} (SAMOCTA_{name}) must be {'at least 1' if name == 'EPOCHS' else '0 (the default) or more'}, got {value}")
+    if not data and mode == "full":
+        raise SetupError(
+            "full mode needs the real data: set DATA (SAMOCTA_DATA) to your OCTA-500 folder (either layout), or run in "
+            "smoke mode (MODE = \"smoke\") for synthetic data"
+        )
     work = Path(workdir).expanduser()
+    if _on_colab():
+        work = _colab_workdir(work, drive)
     if data:
         data_root = Path(data).expanduser()
-    elif mode == "full":
-        raise SetupError(
-            "full mode needs the real data: set SAMOCTA_DATA to your OCTA-500 folder (either layout), or run in "
-            "smoke mode (SAMOCTA_MODE=smoke) for synthetic data"
-        )
     else:  # synthetic OCTA in the official OCTA-500 layout: the loader cannot tell it from the real tree
         data_root = ensure_synthetic(work / "synthetic-octa500", fov, n=n_synthetic, seed=seed)
-    chapter = Chapter(mode, data_root, work, model, checkpoint or ("download" if mode == "full" else None), fov, seed, epochs)
+    device = resolve_device("auto")
+    chapter = Chapter(mode, data_root, work, model, checkpoint or ("download" if mode == "full" else None), fov, seed,
+                      epochs, subjects, split, fold, batch, device)
     if verbose:
-        source = "synthetic OCTA" if not data else "OCTA-500"
-        print(f"mode {mode}: {source} at {data_root}; model {model}; work folder {work}")
+        source = "OCTA-500" if data else "synthetic OCTA"
+        print(f"mode {mode}: {source}, model {model}, work folder {work}")
+        for line in runtime_lines(device, mode):
+            print(line)
+        print(checkpoint_line(model, chapter.checkpoint))
+        for line in data_lines(data_root, fov, check=bool(data)):
+            print(line)
     return chapter
