@@ -91,6 +91,10 @@ def test_lora_linear_details():
         LoRALinear(torch.nn.Linear(8, 24), rank=0)
     with pytest.raises(ValueError, match="fused qkv"):
         LoRALinear(torch.nn.Linear(8, 8))
+    # made where the base is (a model already moved to a GPU), in fp32 whatever the base's dtype
+    on_meta = LoRALinear(torch.nn.Linear(8, 24, device="meta", dtype=torch.float16))
+    assert {p.device.type for p in on_meta.parameters()} == {"meta"}
+    assert on_meta.lora_v_A.weight.dtype == torch.float32
 
 
 def test_vit_b_counts_and_a_wrong_type_is_refused(tmp_path):

@@ -14,6 +14,7 @@ import torch
 
 from samocta import notebook
 from samocta.errors import SamOctaError
+from samocta.files import sha256_file
 from samocta.notebook import SetupError, setup
 from tests.inputs import training_inputs
 
@@ -118,12 +119,17 @@ def test_on_colab_a_declined_drive_keeps_going_with_a_warning(monkeypatch, tmp_p
     assert "runs are lost when the runtime is recycled" in capsys.readouterr().out
 
 
-def test_a_changed_option_is_refused_naming_it_the_folder_and_the_way_out(inputs, tmp_path):
+def test_a_changed_option_is_refused_naming_it_the_folder_and_the_way_out(inputs, tmp_path, capsys):
     from samocta.train import train_fold
 
     chapter = setup("full", str(inputs / "data"), str(tmp_path / "w"), "tiny", str(inputs / "tiny.pth"), epochs=1,
                     subjects=2, batch=2, verbose=False)
-    train_fold(chapter.train_config("r", task="FAZ", max_train=2), resume=True, progress=False)
+    train_fold(chapter.train_config("r", task="FAZ", max_train=2), resume=True, progress="lines")
+    out = capsys.readouterr().out
+    # what the run is about to do, before its first epoch; then one line per epoch with the time left
+    assert out.index("training FAZ with global prompts into") < out.index("epoch 1/1:")
+    assert f"SHA-256 {sha256_file(inputs / 'tiny.pth')}" in out and "device cpu (float32), batch 2" in out
+    assert "2 training and 1 validation subjects" in out and "about 0 s left" in out
     grown = setup("full", str(inputs / "data"), str(tmp_path / "w"), "tiny", str(inputs / "tiny.pth"), epochs=3,
                   subjects=2, batch=2, verbose=False)
     assert grown.train_config("r", task="FAZ").epochs == 3  # more epochs extend the run
