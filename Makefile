@@ -12,7 +12,7 @@ export MPLBACKEND ?= Agg
 export NO_ALBUMENTATIONS_UPDATE := 1
 export PYTHONHASHSEED := 0
 
-.PHONY: book check-book test test-slow test-browser bench clean venv
+.PHONY: book check-book test test-slow test-browser test-runtime-like bench clean venv wheel
 
 venv: $(STAMP)
 
@@ -45,8 +45,20 @@ check-book: $(STAMP)
 	$(PIP) -r requirements-browser.txt 2>&1 | $(QUIET)
 	$(PY) -m pytest -m book
 
+# A wheel with the tiny SAM's weights inside, for runtimes that cannot reach the repository: put it on
+# Google Drive and set PIP (SAMOCTA_PIP) in a chapter's parameters to its path.
+wheel: $(STAMP)
+	rm -rf dist
+	$(PY) -m pip wheel --no-deps --quiet --disable-pip-version-check -w dist . 2>&1 | $(QUIET)
+	$(PY) tools/check_wheel.py dist/samocta-*.whl
+
+# The package against Colab's versions (as of August 2026): a separate venv, the wheel installed as the
+# install cell does, then the fast tests and chapters 01-03 in smoke mode. Not part of CI (downloads GBs).
+test-runtime-like: wheel
+	bash tools/runtime_like.sh
+
 bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf _build
+	rm -rf _build dist .venv-runtime-like
