@@ -176,3 +176,15 @@ def test_sync_check_finds_a_notebook_edited_alone(tmp_path, monkeypatch):
     monkeypatch.setattr(sync_notebooks, "NOTEBOOKS", copy)
     assert sync_notebooks.main(["--check"]) == 1
     assert sync_notebooks.main([]) == 0 and sync_notebooks.main(["--check"]) == 0
+
+
+def test_in_a_live_kernel_a_refused_setup_is_its_message_alone(tmp_path):
+    import nbclient
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(f"from samocta.notebook import setup\nsetup('full', '', {str(tmp_path)!r}, 'vit_h', '')")]
+    nbclient.NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=120).execute()
+    (output,) = nb.cells[0].outputs
+    assert output["output_type"] == "error" and output["ename"] == "SetupError"
+    assert output["traceback"] == ["error: " + output["evalue"]] and "SAMOCTA_DATA" in output["evalue"]
