@@ -470,7 +470,7 @@ def _announce(fold: _Fold) -> str:
     weights = config.checkpoint or "the shipped tiny SAM"
     sha = f"SHA-256 {model.base_sha256}" if model.base_sha256 else "random weights"
     if fold.start_epoch >= config.epochs:
-        plan = f"all {config.epochs} epochs are done; nothing to train"
+        plan = f"nothing to train: {fold.start_epoch} of {config.epochs} epochs done"
     elif fold.start_epoch:
         plan = f"epochs {fold.start_epoch + 1}-{config.epochs}, resuming after epoch {fold.start_epoch}"
     else:
