@@ -2,8 +2,8 @@
 # make test-runtime-like: the package in a venv with Colab's versions (August 2026), installed the way
 # a chapter's install cell installs it, then the fast tests and chapters 01-03 in smoke mode.
 # Colab: Python 3.13, torch 2.11.0, torchvision 0.26.0, numpy 2.1.3, ipywidgets 7.7.1, matplotlib 3.10.0,
-# scikit-image 0.25.2, scipy 1.16.3, albumentations 2.0.8, no ipympl. torch 2.11.0 from PyPI is a CUDA
-# build of several GB; it runs on the CPU here.
+# scikit-image 0.25.2, scipy 1.16.3, albumentations 2.0.8, opencv-python 5.0.0.93, ipykernel 6.17.1, no
+# ipympl. torch 2.11.0 from PyPI is a CUDA build of several GB; it runs on the CPU here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV=.venv-runtime-like
@@ -21,7 +21,7 @@ rm -rf "$VENV"
 PIP="$VENV/bin/python -m pip install --quiet --disable-pip-version-check"
 # what a Colab runtime already has
 $PIP torch==2.11.0 torchvision==0.26.0 numpy==2.1.3 ipywidgets==7.7.1 matplotlib==3.10.0 scikit-image==0.25.2 \
-    scipy==1.16.3 albumentations==2.0.8 pandas ipykernel 2>&1 | { grep -v '^WARNING: Location' || true; }
+    scipy==1.16.3 albumentations==2.0.8 opencv-python==5.0.0.93 ipykernel==6.17.1 pandas 2>&1 | { grep -v '^WARNING: Location' || true; }
 # the install cell, as every chapter runs it, with the wheel as PIP
 WHEEL=$(ls dist/samocta-*.whl)
 cell=$($VENV/bin/python - <<'PY'
