@@ -37,7 +37,12 @@ test-browser: $(STAMP)
 	$(PIP) -r requirements-browser.txt 2>&1 | $(QUIET)
 	$(PY) -m pytest -m browser
 
-book: $(STAMP)
+# onnxruntime-web for the clicking chapter's browser decoder, from npm (copied into the built book)
+node_modules/onnxruntime-web/package.json: package.json package-lock.json
+	npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	touch $@
+
+book: $(STAMP) node_modules/onnxruntime-web/package.json
 	$(PY) tools/build_book.py
 
 # The built pages in headless Chromium: figures present, no error output, screenshots in _build/screenshots.
@@ -61,4 +66,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf _build dist .venv-runtime-like
+	rm -rf _build dist .venv-runtime-like node_modules

@@ -1,19 +1,22 @@
 """Clicking prompt points on an image in a notebook, with the mask following each click.
 
-``PromptState`` is the pure model of the points (no UI). ``click_prompts`` draws an image with
-matplotlib and, when the ipympl backend is active (``%matplotlib widget``), adds a point per click:
-left button positive, right button negative (or the Positive/Negative toggle, for touchpads and
-runtimes where right clicks do not arrive), with Undo and Clear buttons. With a model, the image
-embedding is computed once and every click only re-runs the prompt encoder and mask decoder.
-Without ipympl (a fresh Colab runtime, a static book page) it says how to enable it and draws the
-given default points and their mask, so a notebook still runs top to bottom.
+``PromptState`` is the pure model of the points (no UI). ``click_prompts`` shows a click canvas
+(an anywidget, so it runs in JupyterLab, Notebook 7, VS Code and Colab alike): left click adds a
+positive point, right click a negative one (or the positive/negative toggle, for touchpads), with
+Undo and Clear. The canvas sends each action to the kernel, ``PromptState`` applies it, and the mask
+is decoded in Python from the image embedding computed once, with the model's own mask rule, then
+drawn in the browser. In the rendered book there is no kernel: the same front end decodes in the
+page with onnxruntime-web, from the decoder exported by ``samocta.export`` and the embedding
+computed at build time (``browser_dir``/``browser_url``), and says which of the two decodes.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Sequence
@@ -122,51 +125,63 @@ class PromptState:
         return json.dumps({"points": [list(p) for p in self.points], "labels": self.labels}, allow_nan=False)
 
 
-def ipympl_active() -> bool:
-    """Whether matplotlib draws through ipympl (``%matplotlib widget``)."""
-    import matplotlib
-
-    return "ipympl" in matplotlib.get_backend() or "widget" in matplotlib.get_backend().lower()
+ESM = Path(__file__).resolve().parent / "assets" / "click_canvas.js"
+MASK_RGBA = (30, 144, 255, 110)  # the overlay colour, as the front end draws the browser's masks
 
 
-def enable_widgets() -> bool:
-    """Switch a notebook to ipympl, enabling Colab's custom widget manager first; True on success.
+def png_data_url(pixels: np.ndarray) -> str:
+    """A PNG data URL of uint8 ``(H, W)`` grey or ``(H, W, 4)`` RGBA pixels."""
+    import base64
+    import io
 
-    On failure (ipympl missing, or a runtime that refuses it) it prints how to enable it instead.
-    """
-    if "google.colab" in sys.modules:
-        try:
-            from google.colab import output  # type: ignore[import-not-found]
+    from PIL import Image
 
-            output.enable_custom_widget_manager()
-        except Exception:  # noqa: BLE001 - Colab's widget manager has broken before; fall back
-            pass
-    try:
-        import ipympl  # noqa: F401
-        from IPython import get_ipython
+    buffer = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
 
-        shell = get_ipython()
-        if shell is None:
-            return False
-        shell.run_line_magic("matplotlib", "widget")
-        return ipympl_active()
-    except Exception as exc:  # noqa: BLE001
-        print(
-            f"Interactive clicking needs ipympl ({type(exc).__name__}: {exc}). Install it with "
-            "'pip install ipympl', restart the kernel and run '%matplotlib widget'; showing the default points instead."
-        )
-        return False
+
+def mask_data_url(mask: np.ndarray) -> str:
+    """The mask as a transparent PNG overlay (``MASK_RGBA`` where the mask is set)."""
+    rgba = np.zeros((*mask.shape, 4), np.uint8)
+    rgba[mask] = MASK_RGBA
+    return png_data_url(rgba)
+
+
+_CANVAS_CLASS = None
+
+
+def canvas_class() -> type:
+    """The anywidget class of the click canvas (made on first use: importing this module needs no widgets)."""
+    global _CANVAS_CLASS
+    if _CANVAS_CLASS is None:
+        import anywidget
+        import traitlets
+
+        class ClickCanvas(anywidget.AnyWidget):
+            """The browser side: image, points and mask; clicks come back as messages."""
+
+            _esm = ESM
+            image = traitlets.Unicode("").tag(sync=True)
+            width = traitlets.Int(0).tag(sync=True)
+            height = traitlets.Int(0).tag(sync=True)
+            points = traitlets.List([]).tag(sync=True)
+            mask = traitlets.Unicode("").tag(sync=True)
+            status = traitlets.Unicode("").tag(sync=True)
+
+        _CANVAS_CLASS = ClickCanvas
+    return _CANVAS_CLASS
 
 
 class ClickPrompts:
     """An image to click prompts on; see ``click_prompts``.
 
     Attributes:
-        state: the ``PromptState``.
-        mask: the latest predicted mask, bool ``(H, W)`` (None without a model).
-        fig, ax: the matplotlib figure and axis.
-        interactive: whether clicks are connected.
-        decodes: how many times the mask was recomputed.
+        state: the ``PromptState`` (the model of the points: the canvas only sends actions to it).
+        mask: the latest predicted mask, bool ``(H, W)`` (None without a model or without points).
+        widget: the click canvas (an anywidget).
+        decodes: how many times the mask was decoded from the one embedding.
+        latency_ms: the last decode's time in Python.
     """
 
     def __init__(
@@ -176,19 +191,22 @@ class ClickPrompts:
         points: Sequence[Sequence[float]] | None = None,
         channel: int | None = 2,
         threshold: float = 0.5,
-        interactive: bool | None = None,
         save_to: str | os.PathLike | None = None,
+        browser_dir: str | os.PathLike | None = None,
+        browser_url: str = "",
+        name: str = "subject",
     ) -> None:
-        import matplotlib.pyplot as plt
-
+        if not 0 < threshold < 1:
+            raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
         self.image = np.asarray(image)
         self.model, self.threshold = model, threshold
         self.state = PromptState.from_defaults(points, size=self.image.shape[:2])
+        self.default_points = [list(p) for p in points or []]
         self.mask: np.ndarray | None = None
         self.decodes = 0
-        self.negative_mode = False
+        self.latency_ms = 0.0
         self.save_to = Path(save_to) if save_to else None
-        self.interactive = ipympl_active() if interactive is None else interactive
+        self.name = name
         self._embedding = None
         if model is not None:
             import torch
@@ -196,109 +214,141 @@ class ClickPrompts:
             with torch.inference_mode():
                 model.eval()
                 self._embedding = model.embed(self.image[None])  # once: clicks only re-decode
-        self.fig, self.ax = plt.subplots(figsize=(5, 5))
         shown = self.image if channel is None or self.image.ndim == 2 else self.image[..., channel]
-        self.ax.imshow(shown, cmap="gray")
-        self.ax.set_axis_off()
-        self._overlay = None
-        self._markers: list[Any] = []
+        self._image_url = png_data_url(shown.astype(np.uint8))
+        self.widget = canvas_class()(image=self._image_url, width=int(self.image.shape[1]), height=int(self.image.shape[0]),
+                                     status=self._status())
+        self.widget.on_msg(self._on_message)
+        self.browser = self._export_for_browser(Path(browser_dir), browser_url) if browser_dir and model is not None else None
         self.state.on_change(lambda _: self.update())
         self.update()
-        if self.interactive:
-            self._cid = self.fig.canvas.mpl_connect("button_press_event", self._on_press)
 
-    # ------------------------------------------------------------------ events
-    def _on_press(self, event: Any) -> None:
-        if event.inaxes is not self.ax or event.xdata is None or event.ydata is None:
-            return
-        toolbar = getattr(self.fig.canvas, "toolbar", None)
-        if toolbar is not None and getattr(toolbar, "mode", ""):
-            return  # zooming or panning, not clicking
-        button = int(getattr(event.button, "value", event.button))
-        if button not in (1, 3):
-            return
-        label = 0 if (button == 3 or self.negative_mode) else 1
-        # imshow puts the centre of pixel i at i; the project at i + 0.5
-        self.state.add(event.xdata + 0.5, event.ydata + 0.5, label)
+    def _status(self) -> str:
+        if self.model is None:
+            return "no model: points only"
+        device = next(self.model.parameters()).device
+        return f"decoded in Python by the kernel ({getattr(self.model, 'model_type', 'SAM')} on {device})"
 
-    def set_negative(self, negative: bool) -> None:
-        """What a left click adds: a negative point if True (the toggle), else a positive one."""
-        self.negative_mode = bool(negative)
+    # ------------------------------------------------------------------ actions from the canvas
+    def _on_message(self, widget: Any, content: dict, buffers: Any = None) -> None:
+        kind = content.get("kind") if isinstance(content, dict) else None
+        try:
+            if kind == "add":
+                self.state.add(float(content["x"]), float(content["y"]), int(content["label"]))
+            elif kind == "undo":
+                self.state.undo()
+            elif kind == "clear":
+                self.state.clear()
+        except (KeyError, TypeError, ValueError) as exc:  # a click off the image: say so, keep the points
+            self.widget.status = f"{self._status()}; ignored: {exc}"
+
+    def add(self, x: float, y: float, label: int = 1) -> None:
+        """What a click does: add a point (``(x, y)`` image pixels, pixel centres at ``i + 0.5``)."""
+        self._on_message(self.widget, {"kind": "add", "x": x, "y": y, "label": label})
 
     def undo(self) -> None:
-        self.state.undo()
+        self._on_message(self.widget, {"kind": "undo"})
 
     def clear(self) -> None:
-        self.state.clear()
+        self._on_message(self.widget, {"kind": "clear"})
 
-    # ------------------------------------------------------------------ drawing
+    # ------------------------------------------------------------------ decoding
     def predict(self) -> np.ndarray | None:
-        """Decode the current points with the cached embedding."""
-        if self.model is None:
+        """Decode the current points with the cached embedding (None without a model or points)."""
+        if self.model is None or not self.state.points:
             return None
         import torch
 
         coords, labels = self.state.as_arrays()
+        t0 = time.perf_counter()
         with torch.inference_mode():  # with the model's own mask rule, as it was trained and scored
             out = self.model.decode(self._embedding, [coords], [labels])
+        mask = out.masks(self.threshold)[0]
+        self.latency_ms = (time.perf_counter() - t0) * 1000
         self.decodes += 1
-        return out.masks(self.threshold)[0]
+        return mask
 
     def update(self) -> None:
-        from samocta.viz import show_mask, show_points
-
         self.mask = self.predict()
-        if self._overlay is not None:
-            self._overlay.remove()
-            self._overlay = None
-        if self.mask is not None:
-            self._overlay = show_mask(self.mask, self.ax)
-        for artist in self._markers:
-            artist.remove()
-        coords, labels = self.state.as_arrays()
-        self._markers = show_points(coords, labels, self.ax)
-        self.ax.set_title(f"{self.state.labels.count(1)} positive, {self.state.labels.count(0)} negative", fontsize=9)
-        self.fig.canvas.draw_idle()
+        with self.widget.hold_sync():
+            self.widget.points = [[x, y, label] for (x, y), label in zip(self.state.points, self.state.labels)]
+            self.widget.mask = mask_data_url(self.mask) if self.mask is not None else ""
+            self.widget.status = self._status()
         if self.save_to is not None:
             atomic_write_text(self.save_to, self.state.to_json())
 
-    def controls(self) -> Any:
-        """The ipywidgets row: Positive/Negative toggle, Undo, Clear (None if ipywidgets is missing)."""
-        try:
-            import ipywidgets as w
-        except ImportError:
-            return None
-        toggle = w.ToggleButtons(options=["positive", "negative"], description="left click:")
-        toggle.observe(lambda change: self.set_negative(change["new"] == "negative"), names="value")
-        undo, clear = w.Button(description="Undo"), w.Button(description="Clear")
-        undo.on_click(lambda _: self.undo())
-        clear.on_click(lambda _: self.clear())
-        return w.HBox([toggle, undo, clear])
+    # ------------------------------------------------------------------ the rendered book
+    def _export_for_browser(self, folder: Path, url: str) -> dict:
+        """Write the decoder (ONNX) and this image's embedding for the page's browser decoder."""
+        from samocta.export import export_decoder_onnx
+        from samocta.files import atomic_write_bytes
+
+        folder.mkdir(parents=True, exist_ok=True)
+        decoder = export_decoder_onnx(self.model, folder / "decoder.onnx", self.image.shape[:2])
+        features = self._embedding.features.detach().float().cpu().numpy()
+        embedding = folder / f"embedding-{self.name}.bin"
+        atomic_write_bytes(embedding, features.astype("<f4").tobytes())
+        base = url.rstrip("/")
+        return {
+            "width": int(self.image.shape[1]), "height": int(self.image.shape[0]), "imageUrl": self._image_url,
+            "embeddingUrl": f"{base}/{embedding.name}", "embeddingShape": list(features.shape),
+            "decoderUrl": f"{base}/{decoder.name}", "ortUrl": f"{base}/ort.wasm.bundle.min.mjs",
+            "wasmUrl": f"{base}/ort-wasm-simd-threaded.wasm", "points": self.default_points,
+            "logitThreshold": math.log(self.threshold / (1 - self.threshold)), "moduleUrl": f"{base}/click_canvas.js",
+        }
+
+    def static_html(self) -> str:
+        """The page's version: the same front end, decoding with onnxruntime-web (no kernel)."""
+        if self.browser is None:
+            return ""
+        element = f"samocta-click-{self.name}"
+        config = json.dumps(self.browser)
+        return (
+            f'<div id="{element}"><img src="{self._image_url}" alt="OCTA image for clicking prompts (loading the browser '
+            f'decoder)" style="width:456px;max-width:100%"></div>\n'
+            f'<script type="module">\nimport {{ renderStatic }} from "{self.browser["moduleUrl"]}";\n'
+            f'renderStatic(document.getElementById("{element}"), {config});\n</script>'
+        )
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict]:
+        """The widget for a live front end, and the page's HTML for a rendered page (no kernel)."""
+        bundle = self.widget._repr_mimebundle_(**kwargs) or {}
+        data, metadata = bundle if isinstance(bundle, tuple) else (bundle, {})
+        data = {**data, "text/plain": f"click canvas: {len(self.state.points)} points; {self._status()}"}
+        html = self.static_html()
+        return ({**data, "text/html": html} if html else data), metadata
 
 
-def click_prompts(image: np.ndarray, model: "PromptableSam | None" = None, display_controls: bool = True, **options: Any) -> ClickPrompts:
+def click_prompts(image: np.ndarray, model: "PromptableSam | None" = None, display: bool = True, **options: Any) -> ClickPrompts:
     """Click prompt points on an image; with a model, the mask follows every click.
 
     Args (the options are ``ClickPrompts``'s):
         image: uint8 ``(H, W, 3)`` (OCTA layers in ``LAYERS`` order) or ``(H, W)``.
         model: a ``PromptableSam``/``LoRASam`` (or None: points only).
-        points: default points ``[(x, y, label), ...]`` shown first (and all that a static page shows).
+        points: default points ``[(x, y, label), ...]`` shown first.
         channel: the image channel to show (2 = FULL); None shows the image as it is.
         threshold: on mask probabilities.
-        interactive: connect clicks; default: when the ipympl backend is active.
-        save_to: a JSON file rewritten with the points after every change (keeps clicked prompts).
-        display_controls: show the toggle and buttons under the figure in a notebook.
+        save_to: a JSON file rewritten with the points after every change, in the format
+            ``python -m samocta predict --prompts`` reads.
+        browser_dir, browser_url: where to write the browser decoder and this image's embedding, and
+            the URL the rendered page finds them at (the book's build sets both).
+        name: the image's name in those files.
+        display: show the canvas when running in a notebook.
 
     Returns:
-        the ``ClickPrompts`` (``.state``, ``.mask``, ``.fig``).
+        the ``ClickPrompts`` (``.state``, ``.mask``, ``.widget``).
     """
     clicker = ClickPrompts(image, model, **options)
-    if clicker.interactive and display_controls:
-        controls = clicker.controls()
-        if controls is not None:
-            from IPython.display import display
+    if display:
+        try:
+            from IPython import get_ipython
+            from IPython.display import display as show
+        except ImportError:
+            return clicker
+        if get_ipython() is not None:
+            if "google.colab" in sys.modules:  # Colab shows third-party widgets once this is on
+                from google.colab import output  # type: ignore[import-not-found]
 
-            display(controls)
-    elif not clicker.interactive:
-        print("Static figure: run '%matplotlib widget' (ipympl) for clicking; the default points are shown.")
+                output.enable_custom_widget_manager()
+            show(clicker)
     return clicker

@@ -50,3 +50,67 @@ def test_chapter_page_has_figures_and_no_errors(page, chapter):
     for bad in ("Traceback (most recent call last)", "Error:", "Exception"):
         assert bad not in text, f"{chapter}: error output ({bad})"
     assert page.locator(".output.error, .output.traceback").count() == 0
+
+
+@pytest.fixture(scope="module")
+def served():
+    """The built book over HTTP on 127.0.0.1, as a web host serves it (ES modules do not load from file://)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(HTML))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+
+
+def test_clicks_on_the_rendered_page_decode_in_the_browser_as_python_does(page, served):
+    """Two clicks on the static page draw a mask; it matches the torch decoder's for the same points."""
+    import numpy as np
+    import torch
+
+    from samocta import runs
+    from samocta.model import LoRASam, PromptableSam, build_sam
+    from samocta.frame import resized_shape
+    from samocta.model.promptable import Embedding
+
+    page.goto(f"{served}/notebooks/05_interactive.html")
+    page.wait_for_selector(".samocta-click[data-ready]", timeout=60_000)
+    root = page.locator(".samocta-click")
+    status = page.locator(".samocta-click-status").inner_text()
+    assert root.get_attribute("data-ready") == "browser", status
+    assert "decoded in your browser" in status
+    canvas = page.locator(".samocta-click-canvas")
+    canvas.scroll_into_view_if_needed()
+    box = canvas.bounding_box()
+    latencies = []
+    for fx, fy, button in ((0.45, 0.55, "left"), (0.7, 0.3, "right")):
+        before = int(root.get_attribute("data-decodes"))
+        page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy, button=button)
+        page.wait_for_function(f"Number(document.querySelector('.samocta-click').dataset.decodes) > {before}", timeout=30_000)
+        page.wait_for_function("document.querySelector('.samocta-click').dataset.latencyMs !== undefined")
+        latencies.append(float(root.get_attribute("data-latency-ms")))
+        page.evaluate("delete document.querySelector('.samocta-click').dataset.latencyMs")
+    shown = page.evaluate("() => { const m = document.querySelector('.samocta-click').samoctaMask;"
+                          " return {bits: Array.from(m.bits), points: m.points}; }")
+    page.screenshot(path=str(ROOT / "_build" / "screenshots" / "05_interactive_clicked.png"), full_page=False)
+    points = np.asarray(shown["points"], np.float64)
+    assert len(points) == 4 and points[2:, 2].tolist() == [1, 0]  # the defaults, then a positive and a negative click
+    # the same points through the torch model the chapter used, from the embedding the page used
+    folds = runs.fold_dirs(ROOT / "_build" / "work" / "runs" / "FAZ-tiny-global")
+    model = LoRASam.from_adapter(runs.adapter(folds[0])) if folds else PromptableSam(build_sam("tiny"))
+    (embedding_file,) = (HTML / "_static" / "samocta").glob("embedding-*.bin")
+    features = torch.from_numpy(np.fromfile(embedding_file, dtype="<f4").reshape(1, -1, *model.sam.prompt_encoder.image_embedding_size))
+    height = width = int(round(np.sqrt(len(shown["bits"]))))
+    embedding = Embedding(features, resized_shape((height, width), model.img_size), (height, width))
+    with torch.no_grad():
+        expected = model.eval().decode(embedding, [points[:, :2].astype(np.float32)], [points[:, 2].astype(np.int64)]).masks()[0]
+    got = np.asarray(shown["bits"], bool).reshape(height, width)
+    iou = (got & expected).sum() / max((got | expected).sum(), 1)
+    print(f"browser vs torch mask IoU {iou:.4f}; click to mask {latencies} ms")
+    assert expected.sum() > 0 and iou >= 0.99, iou
+    assert max(latencies) <= 100, latencies

@@ -1,7 +1,8 @@
 """End to end in a real browser: JupyterLab on 127.0.0.1, Debian's Chromium driven by playwright.
 
-Opens the clicking chapter, runs it, left- and right-clicks the ipympl canvas and checks that the
-kernel's prompt state changed (the notebook keeps its points in SAMOCTA_PROMPT_LOG).
+Opens the clicking chapter, runs it, left- and right-clicks the click canvas (an anywidget) and checks
+that the kernel's prompt state changed (the notebook keeps its points in SAMOCTA_PROMPT_LOG), that the
+mask on screen changed, and how long a click took to become a mask.
 Run with ``pytest -m browser``; ``.ci/run`` installs Chromium and playwright first.
 """
 
@@ -72,7 +73,7 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
     log = tmp_path / "points.json"
     port, token = _free_port(), secrets.token_hex(16)
     env = {**os.environ, "SAMOCTA_PROMPT_LOG": str(log), "SAMOCTA_WORKDIR": str(tmp_path / "work"),
-           "SAMOCTA_INTERACTIVE": "on", "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
     lab = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
@@ -110,27 +111,38 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
                         break
                     page.wait_for_timeout(250)
             try:
-                canvas = page.wait_for_selector(".jupyter-matplotlib-canvas-div canvas", timeout=240_000)
+                canvas = page.wait_for_selector(".samocta-click-canvas", timeout=240_000)
             except Exception:
                 page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
                 outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
                 raise AssertionError(
-                    f"no ipympl canvas; screenshot {tmp_path / 'failure.png'}; dialogs {dialogs}; outputs: {outputs[-4:]}"
+                    f"no click canvas; screenshot {tmp_path / 'failure.png'}; dialogs {dialogs}; outputs: {outputs[-4:]}"
                 )
             deadline = time.time() + 120
             while (_points(log) or {}).get("labels") != [1, 0] and time.time() < deadline:
                 time.sleep(0.2)  # the default points reach the file once the figure is drawn
             assert _points(log) == {"points": [[152.5, 152.5], [120.5, 152.5]], "labels": [1, 0]}
             canvas.scroll_into_view_if_needed()
+            root = page.locator(".samocta-click").first
+            assert "decoded in Python by the kernel" in page.locator(".samocta-click-status").first.inner_text()
             box = canvas.bounding_box()
-            page.mouse.click(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.55)
-            page.wait_for_timeout(500)
-            page.mouse.click(box["x"] + box["width"] * 0.35, box["y"] + box["height"] * 0.45, button="right")
-            deadline = time.time() + 60
-            while len((_points(log) or {}).get("labels", [])) < 4 and time.time() < deadline:
-                time.sleep(0.2)
+            latencies, pictures = [], [canvas.evaluate("c => c.toDataURL()")]
+            for fx, fy, button, count in ((0.5, 0.55, "left", 3), (0.35, 0.45, "right", 4)):
+                page.mouse.click(box["x"] + box["width"] * fx, box["y"] + box["height"] * fy, button=button)
+                page.wait_for_function("document.querySelector('.samocta-click').dataset.latencyMs !== undefined",
+                                       timeout=60_000)
+                latencies.append(float(root.get_attribute("data-latency-ms")))
+                page.evaluate("delete document.querySelector('.samocta-click').dataset.latencyMs")
+                pictures.append(canvas.evaluate("c => c.toDataURL()"))
+                deadline = time.time() + 60
+                while len((_points(log) or {}).get("labels", [])) < count and time.time() < deadline:
+                    time.sleep(0.1)
             state = _points(log)
+            page.screenshot(path=str(tmp_path / "clicked.png"))
             browser.close()
+        print(f"JupyterLab click to mask on screen: {latencies} ms (tiny SAM, kernel on this CPU)")
+        assert len(set(pictures)) == 3, "the canvas did not change after each click"
+        assert max(latencies) <= 300, latencies
         assert state["labels"] == [1, 0, 1, 0], state
         # the clicks landed inside the 304 x 304 image, where they were aimed
         for x, y in state["points"][2:]:

@@ -42,6 +42,7 @@ def test_onnx_decoder_matches_torch_on_random_prompts(embedded, tmp_path, rule):
             worst_low = max(worst_low, float(np.abs(low - expected.low_res.numpy()).max()))
             worst_full = max(worst_full, float(np.abs(masks - expected.logits.numpy()).max()))
             np.testing.assert_allclose(iou, expected.iou.numpy(), atol=1e-4)
+        print(f"{rule}: max abs difference, low-resolution logits {worst_low:.2e}, full-size logits {worst_full:.2e}")
         assert worst_low <= 1e-4 and worst_full <= 1e-4, (worst_low, worst_full)
     finally:
         model.mask_rule = "most_confident"

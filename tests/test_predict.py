@@ -126,7 +126,12 @@ def test_the_widget_json_gives_predict_the_mask_the_widget_showed(run, tmp_path)
     sid = index.ids[0]
     image = index.load(sid).image
     saved = tmp_path / "clicks.json"
-    clicker = click_prompts(image, model, points=[(48.5, 48.5, 1), (20.5, 70.5, 0)], interactive=False, save_to=saved)
+    clicker = click_prompts(image, model, points=[(48.5, 48.5, 1)], save_to=saved)
+    # what the canvas sends for a right click and a left click, then an undo and a click again
+    for message in ({"kind": "add", "x": 20.3, "y": 70.8, "label": 0}, {"kind": "add", "x": 5, "y": 5, "label": 1},
+                    {"kind": "undo"}, {"kind": "add", "x": 60.25, "y": 40.5, "label": 1}):
+        clicker._on_message(clicker.widget, message)
+    assert clicker.state.labels == [1, 0, 1]
     out = tmp_path / "out"
     assert main(["predict", "--adapter", str(root / "run"), "--input", str(root / "data"), "--ids", str(sid),
                  "--prompts", str(saved), "--out", str(out), "--quiet"]) == 0

@@ -75,8 +75,7 @@ def test_every_consumer_decodes_with_the_model_rule(setup):
                                      mask_rule="single" if rule == "most_confident" else "most_confident")
             assert np.array_equal(pred, out.masks()[0])
             differs += not np.array_equal(pred, other.masks()[0])
-            clicker = click_prompts(sample.image, model, points=[(*xy, int(lab)) for xy, lab in zip(prompt.coords, prompt.labels)],
-                                    interactive=False)
+            clicker = click_prompts(sample.image, model, points=[(*xy, int(lab)) for xy, lab in zip(prompt.coords, prompt.labels)])
             assert np.array_equal(clicker.mask, pred)
     assert differs > 0, "the two rules gave the same masks everywhere: the test would not see a wrong rule"
 

@@ -19,6 +19,12 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "_build"
 SRC = BUILD / "src"
+# what the clicking chapter writes for its browser decoder (decoder.onnx, image embeddings)
+BROWSER_ASSETS = SRC / "browser-assets"
+# the chapters' shared work folder (data, runs), kept beside the pages for the page checks
+WORK = BUILD / "work"
+# onnxruntime-web's ES module (its glue bundled in) and its WebAssembly runtime, from npm
+ORT_FILES = ("ort.wasm.bundle.min.mjs", "ort-wasm-simd-threaded.wasm")
 
 
 def toc_files(toc: dict) -> list[str]:
@@ -47,11 +53,35 @@ def execute(notebook: Path) -> float:
     return time.perf_counter() - t0
 
 
+def copy_browser_files(dest: Path) -> None:
+    """The clicking chapter's browser decoder into the built pages: the front end, onnxruntime-web
+    (from node_modules; the page loads nothing from a CDN), the decoder and the embeddings; prints
+    what the chapter adds to a reader's download."""
+    import gzip
+
+    dist = ROOT / "node_modules" / "onnxruntime-web" / "dist"
+    missing = [name for name in ORT_FILES if not (dist / name).is_file()]
+    if missing:
+        raise SystemExit(f"error: {dist} lacks {missing}; run 'npm ci' (make book does) to fetch onnxruntime-web")
+    dest.mkdir(parents=True, exist_ok=True)
+    files = [ROOT / "samocta" / "assets" / "click_canvas.js", *(dist / name for name in ORT_FILES)]
+    files += sorted(BROWSER_ASSETS.glob("*")) if BROWSER_ASSETS.exists() else []
+    raw = packed = 0
+    for path in files:
+        shutil.copy(path, dest / path.name)
+        data = path.read_bytes()
+        raw += len(data)
+        packed += len(gzip.compress(data, 6))
+    print(f"browser decoder: {len(files)} files in {dest.relative_to(ROOT)}, {raw / 1e6:.1f} MB "
+          f"({packed / 1e6:.1f} MB gzip-compressed, as a web server sends them)", flush=True)
+
+
 def main() -> None:
     os.environ.setdefault("SAMOCTA_MODE", "smoke")
     # figures must render inline in the executed notebooks, whatever the caller set (make exports Agg)
     os.environ["MPLBACKEND"] = "module://matplotlib_inline.backend_inline"
     os.environ.setdefault("NO_ALBUMENTATIONS_UPDATE", "1")
+    os.environ["SAMOCTA_BROWSER_DIR"] = str(BROWSER_ASSETS)
     toc = yaml.safe_load((ROOT / "_toc.yml").read_text())
     if SRC.exists():
         shutil.rmtree(SRC)
@@ -67,7 +97,9 @@ def main() -> None:
             seconds = execute(notebook)
             print(f"executed {entry}.ipynb in {seconds:.0f} s", flush=True)
     print(f"all notebooks executed in {time.perf_counter() - start:.0f} s", flush=True)
-    shutil.rmtree(SRC / "notebooks" / "samocta-work", ignore_errors=True)  # data and runs, not pages
+    shutil.rmtree(WORK, ignore_errors=True)  # data and runs, not pages: kept for the page checks
+    if (SRC / "notebooks" / "samocta-work").exists():
+        shutil.move(str(SRC / "notebooks" / "samocta-work"), str(WORK))
     build = subprocess.run(
         # --path-output ROOT: the HTML lands in ROOT/_build/html
         [str(Path(sys.executable).parent / "jupyter-book"), "build", str(SRC), "--path-output", str(ROOT),
@@ -75,6 +107,7 @@ def main() -> None:
     )
     if build.returncode:
         raise SystemExit(build.returncode)
+    copy_browser_files(BUILD / "html" / "_static" / "samocta")
     print(f"book: {BUILD / 'html' / 'index.html'} ({time.perf_counter() - start:.0f} s in all)")
 
 

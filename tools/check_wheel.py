@@ -12,7 +12,7 @@ def main(path: str) -> int:
     with zipfile.ZipFile(path) as wheel:
         names = set(wheel.namelist())
         weights, recorded = "samocta/assets/sam_tiny.safetensors", "samocta/assets/sam_tiny.sha256"
-        missing = [n for n in (weights, recorded, "samocta/notebook.py") if n not in names]
+        missing = [n for n in (weights, recorded, "samocta/notebook.py", "samocta/assets/click_canvas.js") if n not in names]
         if missing:
             print(f"error: {path} lacks {missing}", file=sys.stderr)
             return 1
