@@ -10,6 +10,7 @@ import errno
 import sys
 import traceback
 import typing
+from pathlib import Path
 from typing import Sequence
 
 from samocta.errors import SamOctaError
@@ -53,14 +54,24 @@ def _pretrain_tiny(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace) -> int:
     from samocta.options import given_arguments
-    from samocta.train import TrainConfig, train_fold
+    from samocta.train import TrainConfig, init_distributed, train_fold
 
     given = given_arguments(TrainConfig, args)  # the preset fills what the command line leaves unsaid
     first = TrainConfig.preset(args.preset, **given)
     folds = range(first.k) if args.all_folds and first.split == "kfold" else [first.fold]
+    rank, world = init_distributed()  # under torchrun: one process per GPU, the batch shared among them
+    if world > 1 and first.batch_size % world:
+        raise SamOctaError(f"--batch-size {first.batch_size} is the whole batch, shared by the {world} processes: make it "
+                           f"a multiple of {world}")
     for fold in folds:
-        result = train_fold(TrainConfig.preset(args.preset, **{**given, "fold": fold}), resume=args.resume, progress=not args.quiet)
-        print(f"{result.run_dir}: best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}")
+        result = train_fold(TrainConfig.preset(args.preset, **{**given, "fold": fold}), resume=args.resume,
+                            progress=not args.quiet and rank == 0)
+        if rank == 0:
+            print(f"{result.run_dir}: best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}")
+    if world > 1:
+        import torch.distributed as dist
+
+        dist.destroy_process_group()
     return 0
 
 
@@ -119,6 +130,61 @@ def _predict(args: argparse.Namespace) -> int:
                           overwrite=args.overwrite, progress=not args.quiet)
     task = model.task
     print(f"wrote {len(table)} {task} mask(s) and overlays to {args.out}, measurements to {args.out}/measurements.csv")
+    return 0
+
+
+def _grid_plan(args: argparse.Namespace, extra: list[str]) -> int:
+    from samocta import grid
+    from samocta.options import given_arguments
+    from samocta.train import TrainConfig, read_history
+
+    data = {"3M": args.data_3m, "6M": args.data_6m}
+    jobs = grid.plan(args.out, [t.strip() for t in args.tasks.split(",") if t.strip()],
+                     [f.strip() for f in args.fovs.split(",") if f.strip()], data, args.split, args.k, extra)
+    finished = sum(grid.status(j) == "finished" for j in jobs)
+    print(f"{len(jobs)} jobs planned in {Path(args.out) / grid.GRID} ({finished} finished already)")
+    seconds = grid.epoch_seconds(jobs)
+    if seconds is None:
+        print("no epoch of this grid has run yet: plan again after the first epochs for an estimate of the device-hours")
+        return 0
+    epochs = TrainConfig(**given_arguments(TrainConfig, build_parser().parse_args(jobs[0].args))).epochs
+    done = sum(len(read_history(j.fold_dir)) for j in jobs if (Path(j.fold_dir) / "metrics.csv").exists())
+    left = max(0, epochs * len(jobs) - done)
+    print(f"estimate: {left * seconds / 3600:.1f} device-hours for the {left} epochs left, at the {seconds:.0f} s per epoch "
+          "this grid's jobs have measured so far")
+    return 0
+
+
+def _grid_run(args: argparse.Namespace) -> int:
+    from samocta import grid
+
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
+    states = grid.run_grid(args.runs, gpus, args.workers, progress=not args.quiet)
+    counts = {s: list(states.values()).count(s) for s in grid.STATES}
+    print(", ".join(f"{n} {s}" for s, n in counts.items() if n))
+    return 0 if counts["finished"] == len(states) else 1
+
+
+def _grid_slurm(args: argparse.Namespace) -> int:
+    from samocta import grid
+
+    path = grid.slurm_script(args.runs, args.partition, args.time, args.max_parallel, args.account, args.extra, args.cpus)
+    print(f"wrote {path}; submit it with: sbatch {path}  (again later: only unfinished jobs train)")
+    return 0
+
+
+def _grid_job(args: argparse.Namespace) -> int:
+    from samocta import grid
+
+    return grid.run_job(args.runs, args.index)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from samocta.report import report
+
+    done = report(args.runs, args.bootstrap, args.seed, progress=not args.quiet)
+    print(done.markdown)
+    print(f"wrote {args.runs}/report.md, report-per-fold.csv and report-summary.csv")
     return 0
 
 
@@ -212,6 +278,46 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_predict)
 
+    g = sub.add_parser("grid", help="the paper's whole protocol as independent jobs: plan, run here, or on SLURM")
+    gsub = g.add_subparsers(dest="grid_command", required=True, metavar="STEP")
+    p = gsub.add_parser("plan", help="write RUNS/grid.json: one job per task x FoV x fold x trained prompt mode",
+                        description="Plan the grid. Options not listed here are train options given to every job "
+                                    "(e.g. --model vit_h --checkpoint download --epochs 30).")
+    p.add_argument("--tasks", default="RV,FAZ,Capillary,Artery,Vein", help="comma-separated tasks; default: all five")
+    p.add_argument("--fovs", default="3M,6M", help="comma-separated fields of view; default: 3M,6M")
+    p.add_argument("--split", choices=("kfold", "standard"), default="kfold", help="default: kfold, as the paper")
+    p.add_argument("--k", type=int, default=10, help="folds of --split kfold; default: 10")
+    p.add_argument("--data-3m", default=None, help="the OCTA-500 root of the 3M scans")
+    p.add_argument("--data-6m", default=None, help="the OCTA-500 root of the 6M scans")
+    p.add_argument("--out", required=True, help="the grid folder (RUNS)")
+    p.set_defaults(func=_grid_plan, takes_extra=True)
+    p = gsub.add_parser("run", help="run the unfinished jobs here: one process per GPU, or --workers on the CPU")
+    p.add_argument("runs", help="the grid folder")
+    p.add_argument("--gpus", default=None, help="comma-separated GPU numbers, one job on each at a time (e.g. 0,1,2,3)")
+    p.add_argument("--workers", type=int, default=1, help="CPU processes when no --gpus; default: 1")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_grid_run)
+    p = gsub.add_parser("slurm", help="write RUNS/grid.sbatch: a SLURM job array over the grid, one GPU per task")
+    p.add_argument("runs", help="the grid folder")
+    p.add_argument("--partition", required=True)
+    p.add_argument("--time", required=True, help="time limit per job, as sbatch takes it (e.g. 12:00:00)")
+    p.add_argument("--max-parallel", type=int, required=True, help="array tasks running at once")
+    p.add_argument("--account", default=None)
+    p.add_argument("--cpus", type=int, default=8, help="CPUs per task; default: 8")
+    p.add_argument("--extra", action="append", default=[], help="a further '#SBATCH ...' line (repeatable)")
+    p.set_defaults(func=_grid_slurm)
+    p = gsub.add_parser("job", help="run one job of the grid (a SLURM array task's, or any scheduler's, entry point)")
+    p.add_argument("runs", help="the grid folder")
+    p.add_argument("--index", type=int, required=True, help="the job's index in grid.json")
+    p.set_defaults(func=_grid_job)
+
+    p = sub.add_parser("report", help="score a grid's finished jobs; Table 1 and 2 with the spread over folds and subjects")
+    p.add_argument("runs", help="the grid folder")
+    p.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples; default: 10000")
+    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap; default: 0")
+    p.add_argument("--quiet", action="store_true")
+    p.set_defaults(func=_report)
+
     p = sub.add_parser("bench", help="speed and memory of SDPA, checkpointing, AMP and half-precision weights against the baseline")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--model", choices=MODEL_TYPES, default="tiny")
@@ -246,9 +352,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     A mistake a user can make ends in one ``error:`` line that says what is wrong and how to fix
     it (``--debug`` shows the traceback as well); anything else is a bug and keeps its traceback.
     """
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not getattr(args, "takes_extra", False):
+        parser.parse_args(argv)  # the usual message and exit 2 for an unknown option
     try:
-        return int(args.func(args) or 0)
+        return int(args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args) or 0)
     except (SamOctaError, OSError) as exc:
         if args.debug:
             traceback.print_exc()

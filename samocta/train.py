@@ -236,6 +236,7 @@ class _Fold:
     start_epoch: int = 0
     history: list[dict[str, float]] = field(default_factory=list)
     best: tuple[float, int] = (-1.0, -1)
+    forward: typing.Callable = None  # the model, or its DistributedDataParallel wrapper with several processes
 
 
 def _saved_config(run_dir: Path) -> TrainConfig:
@@ -328,8 +329,10 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
             )
     else:
         split = make_split(config, index.ids)
-        split.to_json(run_dir / runs.SPLIT)
-    config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
+        if _rank_world()[0] == 0:
+            split.to_json(run_dir / runs.SPLIT)
+    if _rank_world()[0] == 0:
+        config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
     train_ids = split.train[: config.max_train] if config.max_train else split.train
     samples = check_subjects(index, train_ids + split.val, config.task)
     train_ds = SegmentationDataset(index, train_ids, config.task, prompt_fn=config.prompt_spec(), augment=config.augment or False,
@@ -343,7 +346,15 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     steps_per_epoch = math.ceil(len(train_ds) / config.batch_size)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(config, s, steps_per_epoch))
     val_samples = {sid: samples[sid] for sid in split.val}
-    return _Fold(config, run_dir, index, split, train_ds, val_samples, device, model, opt, sched, precision, precision.scaler(device))
+    fold = _Fold(config, run_dir, index, split, train_ds, val_samples, device, model, opt, sched, precision, precision.scaler(device))
+    fold.forward = model
+    if _rank_world()[1] > 1:  # torchrun: gradients averaged over the processes, each with its share of the batch
+        from torch.nn.parallel import DistributedDataParallel
+
+        # SAM's buffers (pixel mean and std) are frozen: nothing to broadcast before each forward pass
+        fold.forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+                                               broadcast_buffers=False)
+    return fold
 
 
 def _resume(fold: _Fold) -> None:
@@ -373,7 +384,13 @@ def _resume(fold: _Fold) -> None:
 
 
 def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
-    """One pass over the training subjects; returns the mean loss."""
+    """One pass over the training subjects; returns the mean loss.
+
+    With several processes (``torchrun``), every process walks the same batches in the same order
+    and takes its share of each (the items at positions ``rank``, ``rank + world``, ...); each
+    process weights its loss by its share of the batch, and DistributedDataParallel averages the
+    gradients, so a step equals the step one process makes on the whole batch.
+    """
     from tqdm.auto import tqdm
 
     from samocta.data import collate_batch
@@ -381,6 +398,7 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     from samocta.prompts import PromptSpec
 
     config, model = fold.config, fold.model
+    rank, world = _rank_world()
     criterion = loss_for_task(config.task, preset=config.loss_preset)
     fold.train_ds.set_epoch(epoch)
     model.train()
@@ -388,33 +406,76 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     order = rng.permutation(len(fold.train_ds))
     batches = [order[i : i + config.batch_size] for i in range(0, len(order), config.batch_size)]
     losses: list[float] = []
-    bar = tqdm(batches, desc=f"{config.task} {fold.split.name} epoch {epoch + 1}/{config.epochs}", disable=not bar, leave=False)
+    bar = tqdm(batches, desc=f"{config.task} {fold.split.name} epoch {epoch + 1}/{config.epochs}", disable=not bar or rank > 0,
+               leave=False)
     for idx in bar:
-        items = [fold.train_ds[int(i)] for i in idx]
-        for item in items:  # no points for this share of samples: the whole label is the target
-            if config.no_prompt_fraction > 0 and rng.random() < config.no_prompt_fraction:
-                item["prompt"] = PromptSpec("none")(item["mask"], rng)
+        # the no-prompt draws are made for every item of the batch, in order, by every process
+        no_points = [config.no_prompt_fraction > 0 and rng.random() < config.no_prompt_fraction for _ in idx]
+        mine = [p for p in range(len(idx)) if p % world == rank]
+        items = [fold.train_ds[int(idx[p])] for p in mine]
+        for p, item in zip(mine, items):  # no points for this share of samples: the whole label is the target
+            if no_points[p]:
+                item["prompt"] = PromptSpec("none")(item["mask"], rng)  # draws nothing: SAM's padding point only
                 item["target"] = item["mask"]
+        share = len(mine) * world / len(idx)  # 1 with one process
+        if not items:  # a short last batch leaves this process nothing: it runs one item weighted 0, so that
+            items = [fold.train_ds[int(idx[0])]]  # every process takes part in the same collective steps
         batch = collate_batch(items)
         target = torch.as_tensor(batch["target"], device=fold.device).float().unsqueeze(1)
         with fold.precision.context(fold.device):
-            out = model(batch["image"], batch["coords"], batch["point_labels"])
+            out = fold.forward(batch["image"], batch["coords"], batch["point_labels"])
         loss = criterion(out.logits.float(), target)
-        if not torch.isfinite(loss):
+        loss = loss * share if world > 1 else loss
+        batch_loss = _mean_over_processes(loss.detach(), world)
+        if not torch.isfinite(batch_loss):
             last = fold.run_dir / runs.CHECKPOINT
             kept = f"{last} (after epoch {fold.history[-1]['epoch']}) is kept" if fold.history else "none was written yet"
             raise TrainingError(
-                f"non-finite loss ({loss.item()}) in epoch {epoch + 1} on subjects {batch['id']}; the last good "
-                f"checkpoint: {kept}. Lower the learning rate or check these subjects."
+                f"non-finite loss ({batch_loss.item()}) in epoch {epoch + 1} on subjects "
+                f"{[fold.train_ds.ids[int(i)] for i in idx]}; the last good checkpoint: {kept}. Lower the learning rate "
+                "or check these subjects."
             )
         fold.opt.zero_grad(set_to_none=True)
         fold.scaler.scale(loss).backward()
         fold.scaler.step(fold.opt)
         fold.scaler.update()
         fold.sched.step()
-        losses.append(loss.item())
+        losses.append(batch_loss.item())
         bar.set_postfix(loss=f"{np.mean(losses):.4f}")
     return float(np.mean(losses))
+
+
+def _rank_world() -> tuple[int, int]:
+    """This process's rank and the number of training processes (0, 1 without torch.distributed)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _mean_over_processes(value: torch.Tensor, world: int) -> torch.Tensor:
+    """The batch loss every process agrees on: the sum of the weighted shares over processes / world."""
+    if world == 1:
+        return value
+    import torch.distributed as dist
+
+    value = value.clone()
+    dist.all_reduce(value)
+    return value / world
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment): NCCL on
+    GPUs (one per process, by ``LOCAL_RANK``), gloo on CPUs. Returns ``(rank, world)``."""
+    import torch.distributed as dist
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return _rank_world()
 
 
 def _save(fold: _Fold, row: dict[str, float], improved: bool) -> None:
@@ -459,6 +520,9 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool | str =
     """
     from samocta.files import folder_lock
 
+    rank, _ = _rank_world()
+    if rank > 0:  # with torchrun only the first process holds the folder and writes in it
+        return _train(_prepare(config, resume), False)
     with folder_lock(config.fold_dir(), "a training"):
         return _train(_prepare(config, resume), progress)
 
@@ -500,9 +564,12 @@ def _train(fold: _Fold, progress: bool | str) -> FoldResult:
     if progress:
         print(_announce(fold), flush=True)
     spent: list[float] = []
+    rank, _ = _rank_world()
     for epoch in range(fold.start_epoch, config.epochs):
         t0 = time.perf_counter()
         loss = _train_epoch(fold, epoch, bar=progress is True)
+        if rank > 0:  # the first process validates and writes; the others go on to the next epoch's batches
+            continue
         val = _validate(fold.model, fold.index, fold.val_samples, config)
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss, "val_dice": val["dice"], "val_jaccard": val["jaccard"],

@@ -1,0 +1,325 @@
+"""The paper's protocol as independent jobs: every task x FoV x fold x trained prompt mode.
+
+``plan`` writes ``RUNS/grid.json``: one job per (task, FoV, fold, trained mode), each with its run
+folder and its full ``train`` command (local-mode jobs for arteries and veins, as the paper has
+them). A job is the unit any scheduler runs:
+
+- ``run_grid`` on one machine: one process per GPU (``CUDA_VISIBLE_DEVICES`` set) or ``workers``
+  processes on the CPU; finished jobs are skipped, interrupted ones resume from their checkpoint;
+- ``slurm_script``: an sbatch job array whose task ``i`` runs ``python -m samocta grid job RUNS
+  --index i``; submitting it again runs only what is unfinished;
+- ``run_job``: that entry point, for any other scheduler.
+
+A job's state is read from its fold folder, never from the scheduler: finished when its history
+holds every epoch of its config, interrupted when a checkpoint exists, failed when its last exit
+status (``job.json``) was not 0, pending otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from samocta import runs
+from samocta.errors import SamOctaError
+from samocta.files import atomic_write_text
+
+GRID = "grid.json"
+JOB_STATUS = "job.json"  # in a job's fold folder: its last exit status
+JOB_LOG = "train.log"  # in a job's fold folder: what its training printed (grid run)
+LOCAL_TASKS = ("Artery", "Vein")  # the paper trains and scores these in local mode as well
+STATES = ("finished", "interrupted", "failed", "pending")
+
+
+class GridError(SamOctaError, ValueError):
+    """A grid that cannot be planned, read or run as asked."""
+
+
+@dataclass(frozen=True)
+class Job:
+    """One fine-tuning: a task, a FoV, a fold and the prompt mode it is trained with.
+
+    Attributes:
+        index: its place in the grid (the SLURM array index).
+        id: ``<task>-<fov>-<mode>-<fold name>``.
+        run_dir: the run folder (``train --out``); fold_dir: the fold folder inside it.
+        args: the ``python -m samocta`` arguments that train it.
+    """
+
+    index: int
+    id: str
+    task: str
+    fov: str
+    mode: str
+    fold: int
+    run_dir: str
+    fold_dir: str
+    args: list[str]
+
+    @property
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "samocta", *self.args]
+
+
+def plan(
+    out: str | os.PathLike,
+    tasks: Sequence[str],
+    fovs: Sequence[str],
+    data: dict[str, str],
+    split: str = "kfold",
+    k: int = 10,
+    train_args: Sequence[str] = (),
+) -> list[Job]:
+    """Plan the grid into ``out/grid.json`` (an existing plan is replaced; finished jobs stay finished).
+
+    Args:
+        out: the grid folder; each job's run folder is ``out/<task>-<fov>-<mode>``.
+        tasks, fovs: the tasks and fields of view.
+        data: the dataset root of each FoV.
+        split: "kfold" (``k`` jobs per cell) or "standard" (one).
+        train_args: further ``train`` options, the same for every job (``--model``, ``--epochs`` ...).
+
+    Raises:
+        GridError: an unknown task or FoV, a FoV without data, or train options ``train`` refuses.
+    """
+    from samocta.cli import build_parser
+    from samocta.data import FOVS, TASKS
+    from samocta.options import given_arguments
+    from samocta.train import TrainConfig
+
+    bad = [t for t in tasks if t not in TASKS] + [f for f in fovs if f not in FOVS]
+    if bad or not tasks or not fovs:
+        raise GridError(f"--tasks takes some of {','.join(TASKS)} and --fovs some of {','.join(FOVS)}; got {bad or 'none'}")
+    missing = [f for f in fovs if not data.get(f)]
+    if missing:
+        raise GridError(f"no data for {missing}: give --data-{missing[0].lower()} (the OCTA-500 root of that FoV)")
+    if split not in ("kfold", "standard"):
+        raise GridError(f"--split is kfold or standard, got {split!r}")
+    reserved = {"--task", "--fov", "--data", "--out", "--split", "--k", "--fold", "--prompt-mode", "--all-folds", "--resume"}
+    clash = sorted(a.split("=")[0] for a in train_args if a.split("=")[0] in reserved)
+    if clash:
+        raise GridError(f"{', '.join(clash)}: the grid sets these per job; use its own --tasks, --fovs, --split and --k")
+    # every option checked now, as train would check it, before a single job starts
+    parser = build_parser()
+    probe = ["train", "--data", data[fovs[0]], *train_args]
+    try:
+        parsed = parser.parse_args(probe)
+    except SystemExit:
+        raise GridError(f"train does not take {' '.join(train_args)!r} (python -m samocta train --help lists its options)") from None
+    TrainConfig(**given_arguments(TrainConfig, parsed))
+    out = Path(out)
+    jobs: list[Job] = []
+    folds = range(k) if split == "kfold" else [0]
+    for task in tasks:
+        for fov in fovs:
+            for mode in ("global", "local") if task in LOCAL_TASKS else ("global",):
+                run_dir = out / f"{task}-{fov}-{mode}"
+                for fold in folds:
+                    name = runs.fold_name(split, fold)
+                    args = ["train", "--data", str(data[fov]), "--fov", fov, "--task", task, "--prompt-mode", mode,
+                            "--split", split, "--k", str(k), "--fold", str(fold), "--out", str(run_dir), *train_args]
+                    jobs.append(Job(len(jobs), f"{task}-{fov}-{mode}-{name}", task, fov, mode, fold, str(run_dir),
+                                    str(run_dir / name), args))
+    out.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out / GRID, json.dumps({"split": split, "k": k, "jobs": [asdict(j) for j in jobs]}, indent=1) + "\n")
+    return jobs
+
+
+def load(out: str | os.PathLike) -> list[Job]:
+    """The jobs of the grid planned in ``out``."""
+    path = Path(out) / GRID
+    try:
+        raw = json.loads(path.read_text())
+        return [Job(**j) for j in raw["jobs"]]
+    except FileNotFoundError:
+        raise GridError(f"{path} not found: plan the grid first (python -m samocta grid plan ... --out {out})") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise GridError(f"{path}: unreadable grid ({exc}); plan it again") from None
+
+
+def status(job: Job) -> str:
+    """One of ``STATES``, read from the job's fold folder."""
+    from samocta.train import TrainConfig, read_history
+
+    fold = Path(job.fold_dir)
+    try:
+        if (fold / runs.HISTORY).exists() and (fold / runs.CONFIG).exists():
+            if len(read_history(fold)) >= TrainConfig.from_json(fold / runs.CONFIG).epochs:
+                return "finished"
+        record = json.loads((fold / JOB_STATUS).read_text()) if (fold / JOB_STATUS).exists() else {}
+    except (OSError, ValueError, SamOctaError):
+        return "failed"
+    if record.get("exit_code", 0) != 0:
+        return "failed"
+    return "interrupted" if (fold / runs.CHECKPOINT).exists() else "pending"
+
+
+def _record(job: Job, exit_code: int, seconds: float) -> None:
+    Path(job.fold_dir).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(job.fold_dir) / JOB_STATUS,
+                      json.dumps({"id": job.id, "exit_code": exit_code, "seconds": round(seconds, 1)}) + "\n")
+
+
+def epoch_seconds(jobs: Sequence[Job]) -> float | None:
+    """The mean measured epoch time of the grid's jobs so far (None before the first epoch)."""
+    from samocta.train import read_history
+
+    seconds = []
+    for job in jobs:
+        if (Path(job.fold_dir) / runs.HISTORY).exists():
+            seconds += [row["seconds"] for row in read_history(job.fold_dir)]
+    return sum(seconds) / len(seconds) if seconds else None
+
+
+def run_job(out: str | os.PathLike, index: int) -> int:
+    """Run job ``index`` of the grid in this process (the SLURM array task's entry point); a finished
+    job returns at once, an interrupted one resumes. Returns the exit status."""
+    from samocta.cli import main
+
+    jobs = load(out)
+    if not 0 <= index < len(jobs):
+        raise GridError(f"--index must be 0 to {len(jobs) - 1} for the {len(jobs)} jobs of {Path(out) / GRID}, got {index}")
+    job = jobs[index]
+    if status(job) == "finished":
+        print(f"{job.id}: finished already")
+        return 0
+    print(f"{job.id}: training into {job.fold_dir}", flush=True)
+    t0 = time.perf_counter()
+    code = main([*job.args, "--resume"])
+    _record(job, code, time.perf_counter() - t0)
+    return code
+
+
+def _die_with_parent() -> None:
+    """In a job's process: be killed when the grid runner dies, however it dies (Linux)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+def run_grid(out: str | os.PathLike, gpus: Sequence[str] | None = None, workers: int = 1, progress: bool = True) -> dict[str, str]:
+    """Run the grid's unfinished jobs on this machine, one process per GPU (or ``workers`` on the CPU).
+
+    Each job's output goes to ``<fold>/train.log``. Ctrl-C (or SIGTERM) ends the running jobs and
+    returns; their checkpoints, written atomically, are intact, and the next call resumes them.
+
+    Returns:
+        the state of every job afterwards, by id.
+    """
+    jobs = load(out)
+    if not gpus and workers < 1:
+        raise GridError(f"--workers must be at least 1, got {workers}")
+    slots: list[str | None] = list(gpus) if gpus else [None] * workers
+    todo = [j for j in jobs if status(j) != "finished"]
+    if progress:
+        print(f"{len(jobs)} jobs, {len(jobs) - len(todo)} finished; running {len(todo)} on "
+              + (f"GPUs {','.join(slots)}" if gpus else f"{workers} CPU worker(s)"), flush=True)
+    running: dict[int, tuple[Job, subprocess.Popen, float, object]] = {}
+    free = list(range(len(slots)))
+    stop = False
+
+    def on_term(signum, frame):  # noqa: ARG001 - SIGTERM as Ctrl-C: end the jobs, keep the checkpoints
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, on_term)
+    try:
+        while todo or running:
+            while todo and free and not stop:
+                job, slot = todo.pop(0), free.pop(0)
+                env = dict(os.environ)
+                if slots[slot] is not None:
+                    env["CUDA_VISIBLE_DEVICES"] = slots[slot]
+                Path(job.fold_dir).mkdir(parents=True, exist_ok=True)
+                log = open(Path(job.fold_dir) / JOB_LOG, "a")
+                process = subprocess.Popen([*job.command, "--resume", "--quiet"], env=env, stdout=log,
+                                           stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
+                running[slot] = (job, process, time.perf_counter(), log)
+                if progress:
+                    where = f"GPU {slots[slot]}" if slots[slot] is not None else f"worker {slot}"
+                    print(f"start {job.id} on {where}", flush=True)
+            for slot, (job, process, t0, log) in list(running.items()):
+                code = process.poll()
+                if code is None:
+                    continue
+                log.close()
+                _record(job, code, time.perf_counter() - t0)
+                del running[slot]
+                free.append(slot)
+                if progress:
+                    state = "done" if code == 0 else f"failed (exit {code}; see {Path(job.fold_dir) / JOB_LOG})"
+                    print(f"{state}: {job.id} in {time.perf_counter() - t0:.0f} s", flush=True)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        for job, process, _, log in running.values():
+            try:
+                os.killpg(process.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        for job, process, _, log in running.values():
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+            log.close()
+        print(f"interrupted: {len(running)} running job(s) stopped; their checkpoints are intact and the next "
+              "'grid run' resumes them", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    return {job.id: status(job) for job in jobs}
+
+
+def slurm_script(
+    out: str | os.PathLike,
+    partition: str,
+    time_limit: str,
+    max_parallel: int,
+    account: str | None = None,
+    extra: Sequence[str] = (),
+    cpus: int = 8,
+    python: str | None = None,
+) -> Path:
+    """Write ``out/grid.sbatch``: a job array over the grid, one GPU per array task.
+
+    Submitting it again (``sbatch``) runs only what is unfinished: a finished job's task returns at once.
+
+    Raises:
+        GridError: ``max_parallel`` below 1, or an ``extra`` line that is not an ``#SBATCH`` directive.
+    """
+    jobs = load(out)
+    if max_parallel < 1:
+        raise GridError(f"--max-parallel must be at least 1, got {max_parallel}")
+    bad = [line for line in extra if not line.startswith("#SBATCH ")]
+    if bad:
+        raise GridError(f"--extra takes '#SBATCH ...' lines, got {bad[0]!r}")
+    out = Path(out).resolve()
+    lines = [
+        "#!/bin/bash",
+        "#SBATCH --job-name=samocta-grid",
+        f"#SBATCH --array=0-{len(jobs) - 1}%{max_parallel}",
+        f"#SBATCH --partition={partition}",
+        f"#SBATCH --time={time_limit}",
+        "#SBATCH --gres=gpu:1",
+        "#SBATCH --ntasks=1",
+        f"#SBATCH --cpus-per-task={cpus}",
+        f"#SBATCH --output={out}/slurm/%A_%a.out",
+        *([f"#SBATCH --account={account}"] if account else []),
+        *extra,
+        "set -euo pipefail",
+        f"# {len(jobs)} jobs planned in {out / GRID}; each array task runs one (finished ones return at once)",
+        f'{python or sys.executable} -m samocta grid job "{out}" --index "$SLURM_ARRAY_TASK_ID"',
+    ]
+    (out / "slurm").mkdir(parents=True, exist_ok=True)
+    path = out / "grid.sbatch"
+    atomic_write_text(path, "\n".join(lines) + "\n")
+    return path

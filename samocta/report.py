@@ -1,0 +1,171 @@
+"""One report for a grid: every finished job scored, the paper's two tables with the spread.
+
+``report(RUNS)`` evaluates each finished job of ``RUNS/grid.json`` that has not been scored yet
+(without prompts and with the prompts of the mode it was trained in, on its fold's validation
+subjects, or the test subjects of the standard split), then writes
+
+- ``report-per-fold.csv``: one row per job and scored mode (a job that is not finished keeps its
+  row, with its state and empty metrics);
+- ``report-summary.csv``: per task, FoV, trained mode and scored mode the mean and standard
+  deviation over folds, a 95 % bootstrap confidence interval of the mean over subjects, and the
+  number of folds and subjects behind them;
+- ``report.md``: Table 1 and Table 2 in the paper's layout with those figures, and the jobs that
+  are missing or failed.
+
+Cells no finished job fills stay empty; nothing is averaged across trained modes, models or data.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from samocta import grid, runs
+from samocta.files import atomic_write_csv, atomic_write_text
+
+METRICS = ("dice", "jaccard")
+KEYS = ["task", "fov", "trained_mode", "mode"]
+
+
+@dataclass
+class Report:
+    """What ``report`` wrote: the per-fold rows, the summary and the jobs that are not finished."""
+
+    per_fold: "pd.DataFrame"  # noqa: F821
+    summary: "pd.DataFrame"  # noqa: F821
+    unfinished: dict[str, str]
+    markdown: str
+
+
+def bootstrap_ci(values: np.ndarray, n: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (resampling subjects with replacement)."""
+    values = np.asarray(values, np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = values[rng.integers(0, len(values), (n, len(values)))].mean(axis=1)
+    tail = (1 - level) / 2 * 100
+    return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
+
+
+def _scored(job: grid.Job) -> "pd.DataFrame | None":
+    """The job's per-subject results, evaluating it first if it has not been (None if not finished)."""
+    import pandas as pd
+
+    from samocta.evaluate import evaluate_run
+    from samocta.train import TrainConfig
+
+    if grid.status(job) != "finished":
+        return None
+    fold = Path(job.fold_dir)
+    part = "val" if TrainConfig.from_json(fold / runs.CONFIG).split == "kfold" else "test"
+    path = runs.results(fold, part)
+    results = pd.read_csv(path) if path.exists() else evaluate_run(fold, ["none", job.mode], part=part, progress=False)
+    return results.assign(job=job.id, job_fold=job.fold)
+
+
+def _cell(value: float, std: float, low: float, high: float, folds: int) -> str:
+    if np.isnan(value):
+        return ""
+    spread = f" ± {std:.4f}" if folds > 1 else f" ({folds} fold)"
+    return f"{value:.4f}{spread} [{low:.4f}, {high:.4f}]"
+
+
+def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, progress: bool = True) -> Report:
+    """Score what is finished, write the report files into ``out`` and return them."""
+    import pandas as pd
+
+    from samocta.evaluate import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, _one
+
+    out = Path(out)
+    jobs = grid.load(out)
+    per_subject, rows, unfinished = [], [], {}
+    for job in jobs:
+        state = grid.status(job)
+        results = _scored(job)
+        if results is None:
+            unfinished[job.id] = state
+            for mode in dict.fromkeys(("none", job.mode)):
+                rows.append({"job": job.id, "task": job.task, "fov": job.fov, "trained_mode": job.mode, "mode": mode,
+                             "fold": job.fold, "state": state})
+            continue
+        if progress:
+            print(f"scored {job.id}", flush=True)
+        per_subject.append(results)
+        for mode, part in results.groupby("mode", sort=False):
+            rows.append({"job": job.id, "task": job.task, "fov": job.fov, "trained_mode": job.mode, "mode": mode,
+                         "fold": job.fold, "state": state, **{m: float(part[m].mean()) for m in METRICS},
+                         "n_subjects": len(part)})
+    per_fold = pd.DataFrame(rows)
+    for column in (*METRICS, "n_subjects"):
+        if column not in per_fold.columns:
+            per_fold[column] = np.nan
+    scored = pd.concat(per_subject, ignore_index=True) if per_subject else pd.DataFrame(columns=[*KEYS, *METRICS])
+    source = _one(scored, "data_source", "the grid") if len(scored) else "no"
+    model = _one(scored, "model_type", "the grid") if len(scored) else "no"
+
+    summary_rows = []
+    for key, planned in per_fold.groupby(KEYS, sort=False):
+        done = planned.dropna(subset=["dice"])
+        subjects = scored
+        for column, value in zip(KEYS, key):
+            subjects = subjects[subjects[column] == value]
+        record = dict(zip(KEYS, key), folds_planned=len(planned), n_folds=len(done), n_subjects=len(subjects))
+        for metric in METRICS:
+            low, high = bootstrap_ci(subjects[metric].to_numpy(), n_bootstrap, seed)
+            record.update({f"{metric}_mean": done[metric].mean() if len(done) else np.nan,
+                           f"{metric}_std": done[metric].std(ddof=1) if len(done) > 1 else np.nan,
+                           f"{metric}_ci_low": low, f"{metric}_ci_high": high})
+        summary_rows.append(record)
+    summary = pd.DataFrame(summary_rows)
+
+    def cell(task: str, fov: str, trained: str, mode: str, metric: str) -> str:
+        hit = summary[(summary["task"] == task) & (summary["fov"] == fov) & (summary["trained_mode"] == trained)
+                      & (summary["mode"] == mode)]
+        if hit.empty:
+            return ""
+        r = hit.iloc[0]
+        return _cell(r[f"{metric}_mean"], r[f"{metric}_std"], r[f"{metric}_ci_low"], r[f"{metric}_ci_high"], int(r["n_folds"]))
+
+    table1 = ["| method | " + " | ".join(f"{t} {f} {m}" for t, f, m in TABLE1_COLUMNS) + " |",
+              "|---|" + "---|" * len(TABLE1_COLUMNS)]
+    table1 += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |" for name, values in PAPER_TABLE1.items()]
+    table1.append(f"| this grid ({source} data, {model} SAM) | "
+                  + " | ".join(cell(t, f, "global", "global", m) for t, f, m in TABLE1_COLUMNS) + " |")
+    table2 = ["| trained and scored mode | task | metric | paper 3M × | paper 3M ✓ | 3M × | 3M ✓ | paper 6M × | paper 6M ✓ | 6M × | 6M ✓ |",
+              "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for (mode, task, metric), paper in PAPER_TABLE2.items():
+        table2.append(f"| {mode} | {task} | {metric} | {paper[0]:.4f} | {paper[1]:.4f} | {cell(task, '3M', mode, 'none', metric)} | "
+                      f"{cell(task, '3M', mode, mode, metric)} | {paper[2]:.4f} | {paper[3]:.4f} | "
+                      f"{cell(task, '6M', mode, 'none', metric)} | {cell(task, '6M', mode, mode, metric)} |")
+    lines = [
+        f"# Grid report: {out.name}",
+        "",
+        f"{len(jobs) - len(unfinished)} of {len(jobs)} jobs finished and scored; {source} data, {model} SAM. Each cell: the "
+        "mean over folds ± the standard deviation over folds [95 % bootstrap confidence interval of the mean over "
+        f"subjects, {n_bootstrap} resamples, seed {seed}]; × without prompts, ✓ with the prompts of the mode the row's "
+        "models were trained in. Empty: no finished job for that cell.",
+        "",
+        *[f"Scored adapter: {s}." for s in (sorted(set(scored["selection"].astype(str))) if "selection" in scored else [])],
+        "",
+        "## Table 1: prompted segmentation against earlier OCTA-500 methods (global mode)",
+        "",
+        *table1,
+        "",
+        "## Table 2: without and with prompts",
+        "",
+        *table2,
+        "",
+        "## Jobs not finished",
+        "",
+        *([f"- {job_id}: {state}" for job_id, state in unfinished.items()] or ["none"]),
+        "",
+    ]
+    markdown = "\n".join(lines)
+    atomic_write_csv(per_fold, out / "report-per-fold.csv", index=False)
+    atomic_write_csv(summary, out / "report-summary.csv", index=False)
+    atomic_write_text(out / "report.md", markdown)
+    return Report(per_fold, summary, unfinished, markdown)

@@ -1,0 +1,111 @@
+"""The protocol at scale on a CPU: a grid planned, run by workers, killed and run again, on SLURM's
+terms, and reported. Tiny SAM, synthetic OCTA at 96 px, 3 folds."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from samocta import grid
+from samocta.cli import main
+from samocta.synth import write_octa500
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("grid-data")
+    write_octa500(root, "3M", n=9, seed=1, size=96, progress=False)
+    return root
+
+
+def _plan(data: Path, out: Path, tasks: str = "FAZ,RV") -> list[grid.Job]:
+    assert main(["grid", "plan", "--tasks", tasks, "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out", str(out),
+                 "--epochs", "2", "--device", "cpu"]) == 0
+    return grid.load(out)
+
+
+def test_plan_checks_every_option_before_any_job(data, tmp_path, capsys):
+    jobs = _plan(data, tmp_path / "g", "FAZ,Artery")
+    # FAZ in global mode; arteries in global and in local mode, as the paper: 3 folds each
+    assert [(j.task, j.mode, j.fold) for j in jobs][:4] == [("FAZ", "global", 0), ("FAZ", "global", 1), ("FAZ", "global", 2),
+                                                            ("Artery", "global", 0)]
+    assert len(jobs) == 9 and sum(j.mode == "local" for j in jobs) == 3
+    assert jobs[4].args[-4:] == ["--epochs", "2", "--device", "cpu"] and jobs[4].fold_dir.endswith("Artery-3M-global/fold1")
+    capsys.readouterr()
+    for bad, said in ((["--epochs", "0"], "--epochs"), (["--fold", "2"], "--fold"), (["--tasks", "Retina"], "--tasks"),
+                      (["--fovs", "6M"], "--data-6m"), (["--no-such-option"], "does not take")):
+        args = ["grid", "plan", "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out", str(tmp_path / "bad"), *bad]
+        assert main(args) == 1
+        assert said in capsys.readouterr().err
+    assert not (tmp_path / "bad" / grid.GRID).exists()
+
+
+def test_slurm_array_runs_one_job_and_a_report_leaves_the_missing_empty(data, tmp_path):
+    jobs = _plan(data, tmp_path / "g", "FAZ")
+    assert main(["grid", "slurm", str(tmp_path / "g"), "--partition", "gpu", "--time", "02:00:00", "--max-parallel", "2",
+                 "--account", "lab", "--extra", "#SBATCH --mem=32G"]) == 0
+    script = (tmp_path / "g" / "grid.sbatch").read_text()
+    directives = dict(re.findall(r"^#SBATCH --([\w-]+)=?(.*)$", script, re.M))
+    assert directives["array"] == "0-2%2" and directives["gres"] == "gpu:1" and directives["partition"] == "gpu"
+    assert directives["time"] == "02:00:00" and directives["account"] == "lab" and directives["mem"] == "32G"
+    command = script.strip().splitlines()[-1]
+    assert command.endswith(f'-m samocta grid job "{(tmp_path / "g").resolve()}" --index "$SLURM_ARRAY_TASK_ID"')
+    # what array task 1 runs, as SLURM would run it
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1"}
+    done = subprocess.run(["bash", "-c", command.replace(command.split()[0], sys.executable, 1)], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert [grid.status(j) for j in jobs] == ["pending", "finished", "pending"]
+    again = subprocess.run(["bash", "-c", command.replace(command.split()[0], sys.executable, 1)], env=env,
+                           capture_output=True, text=True, timeout=600)
+    assert "finished already" in again.stdout  # submitting again runs only what is unfinished
+    assert main(["report", str(tmp_path / "g"), "--bootstrap", "200", "--quiet"]) == 0
+    per_fold = (tmp_path / "g" / "report-per-fold.csv").read_text()
+    summary = (tmp_path / "g" / "report-summary.csv").read_text()
+    assert "nan" not in per_fold.lower() and "nan" not in summary.lower()
+    rows = pd.read_csv(tmp_path / "g" / "report-per-fold.csv")
+    missing = rows[rows["job"] != "FAZ-3M-global-fold1"]
+    assert set(missing["state"]) == {"pending"} and missing["dice"].isna().all()  # listed, cells empty
+    assert rows.loc[rows["job"] == "FAZ-3M-global-fold1", "dice"].notna().all()
+    report = (tmp_path / "g" / "report.md").read_text()
+    assert "- FAZ-3M-global-fold0: pending" in report and "1 of 3 jobs finished" in report
+
+
+@pytest.mark.slow
+def test_a_killed_grid_runs_only_what_is_unfinished_and_reports_as_an_uninterrupted_one(data, tmp_path):
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    for out in (whole, killed):
+        _plan(data, out)
+    cmd = [sys.executable, "-m", "samocta", "grid", "run"]
+    done = subprocess.run([*cmd, str(whole), "--workers", "2"], capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, done.stderr[-2000:]
+    runner = subprocess.Popen([*cmd, str(killed), "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    jobs = grid.load(killed)
+    deadline = time.time() + 600
+    while sum(grid.status(j) == "finished" for j in jobs) < 3 and time.time() < deadline:
+        time.sleep(0.2)
+    runner.send_signal(signal.SIGKILL)  # no chance to clean up; its jobs die with it
+    runner.wait()
+    time.sleep(2)
+    finished = {j.id for j in jobs if grid.status(j) == "finished"}
+    assert 3 <= len(finished) < len(jobs)
+    stamps = {j.id: (Path(j.fold_dir) / "metrics.csv").stat().st_mtime_ns for j in jobs if j.id in finished}
+    again = subprocess.run([*cmd, str(killed), "--workers", "2"], capture_output=True, text=True, timeout=1200)
+    assert again.returncode == 0, again.stderr[-2000:]
+    started = set(re.findall(r"^start (\S+)", again.stdout, re.M))
+    assert started == {j.id for j in jobs} - finished  # only the unfinished ran
+    assert all((Path(j.fold_dir) / "metrics.csv").stat().st_mtime_ns == stamps[j.id] for j in jobs if j.id in finished)
+    for out in (whole, killed):
+        assert main(["report", str(out), "--bootstrap", "500", "--quiet"]) == 0
+    for name in ("report-per-fold.csv", "report-summary.csv"):
+        assert (whole / name).read_text() == (killed / name).read_text(), name
+    assert json.loads((killed / "FAZ-3M-global" / "fold0" / grid.JOB_STATUS).read_text())["exit_code"] == 0
