@@ -54,3 +54,22 @@ def test_the_batch_is_shared_and_must_split_evenly(tmp_path, monkeypatch, capsys
     code = main(["train", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"), "--batch-size", "3",
                  "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 1 and "multiple of 2" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_torchrun_run_resumes_and_grows_like_a_one_process_run(tmp_path):
+    root = training_inputs(tmp_path, n=10, seed=4)
+    common = ["-m", "samocta", "train", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"),
+              "--batch-size", "2", "--device", "cpu", "--max-train", "5", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]
+    for epochs in ("1", "2"):  # one epoch, then the run extended to two from its checkpoint
+        two = subprocess.run([*torchrun, *common, "--epochs", epochs, "--resume", "--out", str(tmp_path / "two")], env=env,
+                             capture_output=True, text=True, timeout=900)
+        assert two.returncode == 0, two.stderr[-3000:]
+    one = subprocess.run([sys.executable, *common, "--epochs", "2", "--out", str(tmp_path / "one")], env=env,
+                         capture_output=True, text=True, timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    a = load_file(tmp_path / "one" / "standard" / "adapter_last.safetensors")
+    b = load_file(tmp_path / "two" / "standard" / "adapter_last.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) <= 1e-5
