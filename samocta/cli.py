@@ -135,21 +135,17 @@ def _predict(args: argparse.Namespace) -> int:
 
 def _grid_plan(args: argparse.Namespace, extra: list[str]) -> int:
     from samocta import grid
-    from samocta.options import given_arguments
-    from samocta.train import TrainConfig, read_history
 
     data = {"3M": args.data_3m, "6M": args.data_6m}
     jobs = grid.plan(args.out, [t.strip() for t in args.tasks.split(",") if t.strip()],
                      [f.strip() for f in args.fovs.split(",") if f.strip()], data, args.split, args.k, extra)
     finished = sum(grid.status(j) == "finished" for j in jobs)
     print(f"{len(jobs)} jobs planned in {Path(args.out) / grid.GRID} ({finished} finished already)")
-    seconds = grid.epoch_seconds(jobs)
-    if seconds is None:
+    measured = grid.estimate(jobs)
+    if measured is None:
         print("no epoch of this grid has run yet: plan again after the first epochs for an estimate of the device-hours")
         return 0
-    epochs = TrainConfig(**given_arguments(TrainConfig, build_parser().parse_args(jobs[0].args))).epochs
-    done = sum(len(read_history(j.fold_dir)) for j in jobs if (Path(j.fold_dir) / "metrics.csv").exists())
-    left = max(0, epochs * len(jobs) - done)
+    left, seconds = measured
     print(f"estimate: {left * seconds / 3600:.1f} device-hours for the {left} epochs left, at the {seconds:.0f} s per epoch "
           "this grid's jobs have measured so far")
     return 0
@@ -280,7 +276,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     g = sub.add_parser("grid", help="the paper's whole protocol as independent jobs: plan, run here, or on SLURM")
     gsub = g.add_subparsers(dest="grid_command", required=True, metavar="STEP")
-    p = gsub.add_parser("plan", help="write RUNS/grid.json: one job per task x FoV x fold x trained prompt mode",
+    # no abbreviations: a train option (--fov) must not pass for a grid option (--fovs)
+    p = gsub.add_parser("plan", allow_abbrev=False, help="write RUNS/grid.json: one job per task x FoV x fold x trained prompt mode",
                         description="Plan the grid. Options not listed here are train options given to every job "
                                     "(e.g. --model vit_h --checkpoint download --epochs 30).")
     p.add_argument("--tasks", default="RV,FAZ,Capillary,Artery,Vein", help="comma-separated tasks; default: all five")
@@ -357,7 +354,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "takes_extra", False):
         parser.parse_args(argv)  # the usual message and exit 2 for an unknown option
     try:
-        return int(args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args) or 0)
+        code = args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args)
+        return int(code or 0)
     except (SamOctaError, OSError) as exc:
         if args.debug:
             traceback.print_exc()

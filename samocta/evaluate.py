@@ -276,7 +276,7 @@ def evaluate_run(
     return results
 
 
-def _one(df: "pd.DataFrame", column: str, what: str) -> str:
+def single_value(df: "pd.DataFrame", column: str, what: str) -> str:
     values = sorted(set(df[column].astype(str))) if column in df.columns else ["unknown"]
     if len(values) > 1:
         raise ValueError(f"{what} mixes {column} {values}; make one table per {column}")
@@ -308,14 +308,14 @@ def paper_tables(results: "pd.DataFrame | Sequence[dict]") -> tuple["pd.DataFram
     df = results if isinstance(results, pd.DataFrame) else pd.DataFrame(list(results))
     if "trained_mode" not in df.columns:
         raise ValueError("paper_tables needs a trained_mode column (the rows of evaluate_run have it)")
-    source = _one(df, "data_source", "the results")
-    model = _one(df, "model_type", "the results")
+    source = single_value(df, "data_source", "the results")
+    model = single_value(df, "model_type", "the results")
 
     def cell(rows: "pd.DataFrame", metric: str, what: str) -> float:
         if rows.empty:
             return float("nan")
-        _one(rows, "setup", what)
-        _one(rows, "selection", what)
+        single_value(rows, "setup", what)
+        single_value(rows, "selection", what)
         return float(rows[metric].mean())
 
     def measured(trained: str, task: str, fov: str, mode: str, metric: str) -> float:

@@ -167,15 +167,23 @@ def _record(job: Job, exit_code: int, seconds: float) -> None:
                       json.dumps({"id": job.id, "exit_code": exit_code, "seconds": round(seconds, 1)}) + "\n")
 
 
-def epoch_seconds(jobs: Sequence[Job]) -> float | None:
-    """The mean measured epoch time of the grid's jobs so far (None before the first epoch)."""
-    from samocta.train import read_history
+def estimate(jobs: Sequence[Job]) -> tuple[int, float] | None:
+    """The epochs the grid has left and the mean epoch time its jobs measured so far (None before
+    the first epoch). Every job trains the epochs of its own command's ``--epochs``."""
+    from samocta.cli import build_parser
+    from samocta.options import given_arguments
+    from samocta.train import TrainConfig, read_history
 
-    seconds = []
+    seconds, done = [], 0
     for job in jobs:
         if (Path(job.fold_dir) / runs.HISTORY).exists():
-            seconds += [row["seconds"] for row in read_history(job.fold_dir)]
-    return sum(seconds) / len(seconds) if seconds else None
+            history = read_history(job.fold_dir)
+            seconds += [row["seconds"] for row in history]
+            done += len(history)
+    if not seconds:
+        return None
+    epochs = TrainConfig(**given_arguments(TrainConfig, build_parser().parse_args(jobs[0].args))).epochs
+    return max(0, epochs * len(jobs) - done), sum(seconds) / len(seconds)
 
 
 def run_job(out: str | os.PathLike, index: int) -> int:
@@ -226,7 +234,6 @@ def run_grid(out: str | os.PathLike, gpus: Sequence[str] | None = None, workers:
               + (f"GPUs {','.join(slots)}" if gpus else f"{workers} CPU worker(s)"), flush=True)
     running: dict[int, tuple[Job, subprocess.Popen, float, object]] = {}
     free = list(range(len(slots)))
-    stop = False
 
     def on_term(signum, frame):  # noqa: ARG001 - SIGTERM as Ctrl-C: end the jobs, keep the checkpoints
         raise KeyboardInterrupt
@@ -234,7 +241,7 @@ def run_grid(out: str | os.PathLike, gpus: Sequence[str] | None = None, workers:
     previous = signal.signal(signal.SIGTERM, on_term)
     try:
         while todo or running:
-            while todo and free and not stop:
+            while todo and free:
                 job, slot = todo.pop(0), free.pop(0)
                 env = dict(os.environ)
                 if slots[slot] is not None:

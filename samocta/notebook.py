@@ -77,10 +77,6 @@ class Chapter:
         rendered book) the per-epoch lines only."""
         return True if self.mode == "full" else "lines"
 
-    @property
-    def bars(self) -> bool:
-        return self.mode == "full"
-
     def run_dir(self, name: str) -> Path:
         return self.work / "runs" / name
 
@@ -175,7 +171,7 @@ def checkpoint_line(model: str, checkpoint: str | None) -> str:
 
     if checkpoint == "random":
         return f"checkpoint: none, random {model} weights on purpose (nothing pretrained to fine-tune)"
-    if checkpoint == "download":
+    if checkpoint == "download" and model in OFFICIAL:
         name, size, sha = OFFICIAL[model]
         cached = cache_dir() / name
         if cached.is_file():

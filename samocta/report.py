@@ -51,15 +51,13 @@ def bootstrap_ci(values: np.ndarray, n: int = 10_000, seed: int = 0, level: floa
     return float(np.percentile(means, tail)), float(np.percentile(means, 100 - tail))
 
 
-def _scored(job: grid.Job) -> "pd.DataFrame | None":
-    """The job's per-subject results, evaluating it first if it has not been (None if not finished)."""
+def _scored(job: grid.Job) -> "pd.DataFrame":
+    """A finished job's per-subject results, evaluating it first if it has not been."""
     import pandas as pd
 
     from samocta.evaluate import evaluate_run
     from samocta.train import TrainConfig
 
-    if grid.status(job) != "finished":
-        return None
     fold = Path(job.fold_dir)
     part = "val" if TrainConfig.from_json(fold / runs.CONFIG).split == "kfold" else "test"
     path = runs.results(fold, part)
@@ -78,20 +76,20 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
     """Score what is finished, write the report files into ``out`` and return them."""
     import pandas as pd
 
-    from samocta.evaluate import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, _one
+    from samocta.evaluate import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, single_value
 
     out = Path(out)
     jobs = grid.load(out)
     per_subject, rows, unfinished = [], [], {}
     for job in jobs:
         state = grid.status(job)
-        results = _scored(job)
-        if results is None:
+        if state != "finished":
             unfinished[job.id] = state
             for mode in dict.fromkeys(("none", job.mode)):
                 rows.append({"job": job.id, "task": job.task, "fov": job.fov, "trained_mode": job.mode, "mode": mode,
                              "fold": job.fold, "state": state})
             continue
+        results = _scored(job)
         if progress:
             print(f"scored {job.id}", flush=True)
         per_subject.append(results)
@@ -104,8 +102,8 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
         if column not in per_fold.columns:
             per_fold[column] = np.nan
     scored = pd.concat(per_subject, ignore_index=True) if per_subject else pd.DataFrame(columns=[*KEYS, *METRICS])
-    source = _one(scored, "data_source", "the grid") if len(scored) else "no"
-    model = _one(scored, "model_type", "the grid") if len(scored) else "no"
+    source = single_value(scored, "data_source", "the grid") if len(scored) else "no"
+    model = single_value(scored, "model_type", "the grid") if len(scored) else "no"
 
     summary_rows = []
     for key, planned in per_fold.groupby(KEYS, sort=False):

@@ -301,6 +301,8 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     from samocta.model.speed import apply_speed_settings
 
     device = resolve_device(config.device)
+    if device.type == "cuda" and device.index is None:  # the GPU this process uses (torchrun: its LOCAL_RANK's)
+        device = torch.device("cuda", torch.cuda.current_device())
     run_dir = config.fold_dir()
     resuming = (run_dir / runs.CONFIG).exists() and (run_dir / runs.CHECKPOINT).exists()
     if resuming:
@@ -352,7 +354,7 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
         from torch.nn.parallel import DistributedDataParallel
 
         # SAM's buffers (pixel mean and std) are frozen: nothing to broadcast before each forward pass
-        fold.forward = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None,
+        fold.forward = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                                broadcast_buffers=False)
     return fold
 

@@ -42,14 +42,15 @@ def test_plan_checks_every_option_before_any_job(data, tmp_path, capsys):
     assert jobs[4].args[-4:] == ["--epochs", "2", "--device", "cpu"] and jobs[4].fold_dir.endswith("Artery-3M-global/fold1")
     capsys.readouterr()
     for bad, said in ((["--epochs", "0"], "--epochs"), (["--fold", "2"], "--fold"), (["--tasks", "Retina"], "--tasks"),
-                      (["--fovs", "6M"], "--data-6m"), (["--no-such-option"], "does not take")):
+                      (["--fovs", "6M"], "--data-6m"), (["--no-such-option"], "does not take"),
+                      (["--fov", "6M"], "--fov: the grid sets")):  # not taken for --fovs
         args = ["grid", "plan", "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out", str(tmp_path / "bad"), *bad]
         assert main(args) == 1
         assert said in capsys.readouterr().err
     assert not (tmp_path / "bad" / grid.GRID).exists()
 
 
-def test_slurm_array_runs_one_job_and_a_report_leaves_the_missing_empty(data, tmp_path):
+def test_slurm_array_runs_one_job_and_a_report_leaves_the_missing_empty(data, tmp_path, capsys):
     jobs = _plan(data, tmp_path / "g", "FAZ")
     assert main(["grid", "slurm", str(tmp_path / "g"), "--partition", "gpu", "--time", "02:00:00", "--max-parallel", "2",
                  "--account", "lab", "--extra", "#SBATCH --mem=32G"]) == 0
@@ -68,6 +69,9 @@ def test_slurm_array_runs_one_job_and_a_report_leaves_the_missing_empty(data, tm
     again = subprocess.run(["bash", "-c", command.replace(command.split()[0], sys.executable, 1)], env=env,
                            capture_output=True, text=True, timeout=600)
     assert "finished already" in again.stdout  # submitting again runs only what is unfinished
+    capsys.readouterr()
+    _plan(data, tmp_path / "g", "FAZ")  # planned again: the same jobs, now with a measured epoch time
+    assert re.search(r"estimate: [\d.]+ device-hours for the 4 epochs left", capsys.readouterr().out)
     assert main(["report", str(tmp_path / "g"), "--bootstrap", "200", "--quiet"]) == 0
     per_fold = (tmp_path / "g" / "report-per-fold.csv").read_text()
     summary = (tmp_path / "g" / "report-summary.csv").read_text()

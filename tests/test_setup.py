@@ -64,6 +64,8 @@ def test_checkpoint_line_knows_official_files_and_downloads(monkeypatch, tmp_pat
     assert "375 MB" in line and str(tmp_path) in line and "on first use" in line  # not fetched by setup
     assert not list(tmp_path.iterdir())
     assert "random vit_b weights on purpose" in notebook.checkpoint_line("vit_b", "random")
+    with pytest.raises(SamOctaError, match="no official tiny checkpoint"):  # an error line, not a KeyError
+        notebook.checkpoint_line("tiny", "download")
     # a file whose SHA-256 is an official one is named as that file, whatever it is called here
     from samocta.model.build import TINY_SHA256_FILE, TINY_WEIGHTS
 
