@@ -165,7 +165,7 @@ def test_2_inverted_rotated_and_empty_labels_are_reported(base, data, capsys):
     assert code == 1
     assert f"GT_LargeVessel/{a}.bmp: the RV label covers" in out and "inverted" in out
     for sid in (b, c):  # rotated by 90 degrees: it fits the image only after the inverse rotation
-        assert f"GT_FAZ/{sid}.bmp: the FAZ label lies on the dark centre of FULL only after 'rot270'" in out, out
+        assert f"GT_FAZ/{sid}.bmp: the FAZ label lies on the dark centre of ILM_OPL only after 'rot270'" in out, out
     for sid in index.ids:
         write_grey(_label(data, "FAZ", sid), np.zeros((96, 96), bool))
     main(["check-data", str(data), "--fov", "3M"])

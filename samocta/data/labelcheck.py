@@ -29,12 +29,16 @@ def dihedral(array: np.ndarray, i: int) -> np.ndarray:
     return t[:, ::-1] if i >= 4 else t
 
 
-def faz_problems(label: np.ndarray, full: np.ndarray | None) -> list[str]:
-    """What is wrong with a FAZ label: not one central region, or not on the dark centre of FULL.
+def faz_problems(label: np.ndarray, projection: np.ndarray | None, layer: str = "ILM_OPL") -> list[str]:
+    """What is wrong with a FAZ label: not one central region, or not on the dark centre of a projection.
+
+    The inner-retina projection (ILM_OPL) is the one to compare with: there the FAZ is darkest (a
+    third of the capillary bed around it in OCTA-500), while in FULL it is faint (about 0.7 of it).
 
     Args:
         label: bool ``(H, W)``, not empty.
-        full: the FULL projection ``(H, W)`` (None: the darkness check is skipped).
+        projection: the projection ``(H, W)`` named by ``layer`` (None: the darkness check is skipped).
+        layer: its name, for the message.
     """
     problems = []
     components, n = ndimage.label(label, EIGHT)
@@ -47,21 +51,25 @@ def faz_problems(label: np.ndarray, full: np.ndarray | None) -> list[str]:
     r, c = np.argwhere(main).mean(axis=0)
     if abs(r - (h - 1) / 2) > 0.3 * h or abs(c - (w - 1) / 2) > 0.3 * w:
         problems.append(f"the FAZ label is centred at row {r:.0f}, column {c:.0f}, far from the image centre")
-    if full is not None and label.shape == full.shape and h == w:
-        image_mean = float(full.mean()) + 1e-6
+    if projection is not None and label.shape == projection.shape and h == w:
+        image_mean = float(projection.mean()) + 1e-6
         # the FAZ is the dark, vessel-free centre: as stored, the label should sit on the darkest place
-        contrast = [1 - float(full[dihedral(label, i)].mean()) / image_mean for i in range(len(DIHEDRAL))]
+        contrast = [1 - float(projection[dihedral(label, i)].mean()) / image_mean for i in range(len(DIHEDRAL))]
         best = int(np.argmax(contrast))
         if best != 0 and contrast[best] >= 0.3 and contrast[best] - contrast[0] >= 0.05:
             problems.append(
-                f"the FAZ label lies on the dark centre of FULL only after '{DIHEDRAL[best]}' (contrast "
+                f"the FAZ label lies on the dark centre of {layer} only after '{DIHEDRAL[best]}' (contrast "
                 f"{contrast[best]:.2f} against {contrast[0]:.2f} as stored); re-orient the label"
             )
     return problems
 
 
-def label_problems(task: str, fov: str, label: np.ndarray, full: np.ndarray | None = None) -> list[str]:
+def label_problems(
+    task: str, fov: str, label: np.ndarray, projection: np.ndarray | None = None, layer: str = "ILM_OPL"
+) -> list[str]:
     """Plausibility problems of one task label (empty, foreground share out of range, FAZ shape and place).
+
+    ``projection`` (named ``layer``) is what a FAZ label must lie dark on; see ``faz_problems``.
 
     Returns:
         messages without the path (the caller names the file).
@@ -74,4 +82,4 @@ def label_problems(task: str, fov: str, label: np.ndarray, full: np.ndarray | No
         hint = " (inverted? foreground and background swapped)" if share > hi and 1 - share <= hi else ""
         return [f"the {task} label covers {share:.1%} of the image, outside the {lo:.1%}-{hi:.0%} a {fov} {task} "
                 f"label can cover{hint}"]
-    return faz_problems(label, full) if task == "FAZ" else []
+    return faz_problems(label, projection, layer) if task == "FAZ" else []

@@ -270,8 +270,12 @@ class OCTA500:
                 shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
                 problems.append(f"{path}: label values {{{shown}}} outside {{0, 255}}; expected a binary mask")
         if check_orientation:
+            # the FAZ is judged on the inner retina, where it is darkest; FULL when that is missing
+            layer = "ILM_OPL" if "ILM_OPL" in channels else "FULL"
             for task, label in labels.items():
-                problems += [f"{self.path(sample_id, task)}: {p}" for p in label_problems(task, self.fov, label, channels.get("FULL"))]
+                problems += [
+                    f"{self.path(sample_id, task)}: {p}" for p in label_problems(task, self.fov, label, channels.get(layer), layer)
+                ]
         if check_orientation and "FULL" in channels:
             for task in VESSEL_TASKS:
                 if task in labels and labels[task].any():
