@@ -70,6 +70,48 @@ def show_sample(sample: Sample, title: str | None = None, layers: tuple[str, ...
     return fig
 
 
+def show_subjects(samples: list[Sample], layers: tuple[str, ...] = ("FULL", "ILM_OPL"), titles: list[str] | None = None) -> "Figure":
+    """Several subjects side by side, one per column: the chosen projections, then the labels.
+
+    The last row colours the labels as OCTA-500 figures do: capillaries grey, arteries red, veins
+    blue, the FAZ yellow; its outline is drawn on the projections too, so the shape of the FAZ
+    and the way vessels approach it can be compared between subjects.
+
+    Args:
+        samples: the subjects, each with ``image`` in ``LAYERS`` order and the five labels.
+        layers: projections to show, by name.
+        titles: one per subject (default: its id).
+
+    Returns:
+        the matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+
+    n = len(samples)
+    fig, axes = plt.subplots(len(layers) + 1, n, figsize=(2.3 * n, 2.35 * (len(layers) + 1)), squeeze=False)
+    for col, sample in enumerate(samples):
+        faz = sample.labels["FAZ"]
+        for row, name in enumerate(layers):
+            ax = axes[row, col]
+            ax.imshow(sample.image[..., LAYERS.index(name)], cmap="gray", vmin=0, vmax=255)
+            ax.contour(faz, levels=[0.5], colors=[(1.0, 0.85, 0.1)], linewidths=0.8)
+            if col == 0:
+                ax.text(-0.06, 0.5, name, transform=ax.transAxes, rotation=90, va="center", ha="right", fontsize=9)
+        colour = np.zeros((*faz.shape, 3))
+        colour[sample.labels["Capillary"]] = 0.45
+        colour[sample.labels["Artery"]] = (0.9, 0.15, 0.1)
+        colour[sample.labels["Vein"]] = (0.15, 0.35, 0.95)
+        colour[faz] = (1.0, 0.85, 0.1)
+        axes[-1, col].imshow(colour, interpolation="nearest")
+        if col == 0:
+            axes[-1, col].text(-0.06, 0.5, "labels", transform=axes[-1, col].transAxes, rotation=90, va="center", ha="right", fontsize=9)
+        axes[0, col].set_title(titles[col] if titles else f"subject {sample.id}", fontsize=8.5)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    fig.tight_layout()
+    return fig
+
+
 def show_improvement(ax: "Axes", before: np.ndarray, after: np.ndarray, target: np.ndarray, min_pixels: int = 8) -> bool:
     """Point a white arrow at the largest region that ``after`` gets right and ``before`` gets wrong.
 

@@ -6,11 +6,21 @@ from pathlib import Path
 import numpy as np
 import pytest
 from scipy import ndimage
+from skimage.morphology import skeletonize
 
 from samocta.cli import main as cli_main
 from samocta.data import LAYERS, OCTA500, TASKS, standard_split
-from samocta.synth import make_sample, sample_seed, synthetic_ids, write_octa500
-from samocta.synth.stats import LABEL_BANDS_3M, REAL_INTENSITY, betti, intensity_stats, label_stats, widened
+from samocta.synth import make_sample, sample_seed, subject_facts, synthetic_ids, write_octa500
+from samocta.synth.stats import (
+    LABEL_BANDS_3M,
+    REAL_ANATOMY,
+    REAL_INTENSITY,
+    anatomy_stats,
+    betti,
+    intensity_stats,
+    label_stats,
+    widened,
+)
 
 SMALL = [("3M", 96, s) for s in range(4)] + [("6M", 128, s) for s in range(3)] + [("3M", 64, 7)]
 FULL_3M_SEEDS = range(6)
@@ -74,10 +84,14 @@ def test_invariants_full_size(full_3m, full_6m):
 def test_label_fractions_in_calibration_bands_at_3m(full_3m):
     for sample in full_3m:
         stats = label_stats(sample, sample.meta["px_um"])
+        healthy = sample.meta["faz_kind"] == "healthy"
         for task, (lo, hi) in LABEL_BANDS_3M.items():
+            if task == "FAZ" and not healthy:  # the enlarged FAZ of diabetic retinopathy
+                lo, hi = 0.40 * 0.9e6 / 9e6, 0.70 * 1.1e6 / 9e6
             assert lo <= stats[f"{task} fraction"] <= hi, (task, stats[f"{task} fraction"])
         assert 2.3 <= stats["RV mean width px"] <= 3.5
-        assert 0.18 * 0.9 <= stats["FAZ area mm2"] <= 0.40 * 1.1
+        lo, hi = (0.18, 0.40) if healthy else (0.40, 0.70)
+        assert lo * 0.9 <= stats["FAZ area mm2"] <= hi * 1.1
 
 
 def test_channel_statistics_in_real_bands(full_3m, full_6m):
@@ -164,3 +178,69 @@ def test_synth_cli_6m(tmp_path, capsys):
     assert "wrote 3 synthetic 6M subjects" in capsys.readouterr().out
     assert OCTA500(tmp_path, "6M").ids == [10001, 10181, 10201]
     assert cli_main(["check-data", str(tmp_path), "--fov", "6M"]) == 0
+
+
+@pytest.fixture(scope="module")
+def anatomy_3m():
+    samples = [make_sample("3M", s) for s in range(12)]
+    return samples, [anatomy_stats(s) for s in samples]
+
+
+def test_macular_anatomy_in_the_real_ranges(anatomy_3m):
+    samples, stats = anatomy_3m
+    healthy = [st for s, st in zip(samples, stats) if s.meta["faz_kind"] == "healthy"]
+    diabetic = [st for s, st in zip(samples, stats) if s.meta["faz_kind"] != "healthy"]
+    assert len(healthy) >= 6 and diabetic, "both kinds of FAZ among 12 subjects"
+    mean = lambda rows, key: float(np.mean([r[key] for r in rows]))  # noqa: E731
+    # the FAZ is irregular, as in healthy eyes, and more so in diabetic retinopathy
+    lo, hi = REAL_ANATOMY["FAZ circularity"][1]
+    assert lo <= mean(healthy, "FAZ circularity") <= hi
+    assert mean(diabetic, "FAZ circularity") < mean(healthy, "FAZ circularity") - 0.05
+    assert mean(diabetic, "FAZ area mm2") > mean(healthy, "FAZ area mm2")
+    for key in ("FAZ solidity", "FAZ / ring FULL", "FAZ / ring OPL_BM", "FAZ / ring ILM_OPL", "RV skeleton near FAZ"):
+        lo, hi = REAL_ANATOMY[key][1]
+        assert lo <= mean(stats, key) <= hi, (key, mean(stats, key), (lo, hi))
+    # faint in FULL, dark in ILM_OPL, as in the real projections
+    assert mean(stats, "FAZ / ring FULL") > mean(stats, "FAZ / ring OPL_BM") > mean(stats, "FAZ / ring ILM_OPL")
+    # large vessels are thinner near the fovea than at the edges of the field
+    assert mean(stats, "RV diameter um 0-0.75 mm") < mean(stats, "RV diameter um 1.25-5 mm") - 3
+
+
+def test_capillaries_thin_toward_the_faz_and_ring_it(anatomy_3m):
+    samples, _ = anatomy_3m
+    near, far = [], []
+    for sample in samples:
+        faz, cap = sample.labels["FAZ"], sample.labels["Capillary"] & ~sample.labels["RV"]
+        distance_um = ndimage.distance_transform_edt(~faz) * sample.meta["px_um"]
+        skeleton = skeletonize(cap)
+        near.append(skeleton[(distance_um > 30) & (distance_um <= 120)].mean())
+        far.append(skeleton[distance_um > 500].mean())
+        # a closed capillary ring borders the FAZ (a B-scan shift through the FAZ may open it at
+        # the row where the shift starts, as it would in a real scan)
+        border = ndimage.binary_dilation(faz) & ~faz
+        assert cap[border].mean() > 0.98
+    assert np.mean(near) < 0.8 * np.mean(far), (np.mean(near), np.mean(far))
+
+
+def test_no_large_vessel_circles_the_faz(anatomy_3m):
+    samples, _ = anatomy_3m
+    for sample in samples:
+        faz, rv = sample.labels["FAZ"], sample.labels["RV"]
+        distance_um = ndimage.distance_transform_edt(~faz) * sample.meta["px_um"]
+        assert distance_um[rv].min() >= 100, "large vessels stop short of the FAZ"
+        # a vessel circling the FAZ would fill much of a ring around it
+        ring = (distance_um > 100) & (distance_um <= 250)
+        assert rv[ring].mean() < 0.1
+
+
+def test_the_manifest_records_each_subjects_faz(tmp_path):
+    import json
+
+    ids = write_octa500(tmp_path, "3M", 6, seed=1, size=64, progress=False)
+    manifest = json.loads((tmp_path / "synthetic-3M.json").read_text())
+    assert manifest["generator_version"] >= 2
+    assert sorted(manifest["subjects"]) == sorted(str(i) for i in ids)
+    assert {v["faz"] for v in manifest["subjects"].values()} <= {"healthy", "diabetic retinopathy"}
+    facts = subject_facts(tmp_path, "3M")
+    assert sorted(facts) == sorted(ids) and all(v["faz_area_mm2"] > 0 for v in facts.values())
+    assert subject_facts(tmp_path, "6M") == {}

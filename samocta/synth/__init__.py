@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from samocta.synth.generator import SynthConfig, make_sample
-from samocta.synth.writer import ensure_synthetic, sample_seed, synthetic_ids, write_octa500
+from samocta.synth.writer import ensure_synthetic, sample_seed, subject_facts, synthetic_ids, write_octa500
 
-__all__ = ["SynthConfig", "make_sample", "write_octa500", "ensure_synthetic", "synthetic_ids", "sample_seed"]
+__all__ = ["SynthConfig", "make_sample", "write_octa500", "ensure_synthetic", "synthetic_ids", "sample_seed", "subject_facts"]

@@ -3,6 +3,12 @@
 Design and calibration targets: ``shared/reference/synthetic-octa.md`` in the project. Ideas (not
 code) from Menten et al., MICCAI 2022 and Kreitner et al., IEEE TMI 2024: the image holds more, and
 smaller, vessels than the label, and its noise varies across the image.
+
+The macula is drawn as it looks (measured against OCTA-500 and published normative data in
+``samocta.synth.stats.REAL_ANATOMY``): an irregular FAZ (healthy, or for a share of subjects the
+enlarged, ragged FAZ of diabetic retinopathy), dark in the inner retina and faint in FULL; large
+vessels that enter from the edges, taper toward the fovea and end short of the capillary ring that
+closes around the FAZ; a capillary mesh that thins toward it.
 """
 
 from __future__ import annotations
@@ -28,16 +34,34 @@ from samocta.synth.vessels import ARTERY, VEIN, grow_forest
 class SynthConfig:
     """Every tunable of the generator; the defaults are calibrated against real OCTA-500 statistics."""
 
-    faz_area_mm2: tuple[float, float] = (0.18, 0.40)
+    faz_area_mm2: tuple[float, float] = (0.18, 0.40)  # healthy eyes
+    faz_irregularity: float = 0.18  # circularity about 0.69, solidity about 0.89 (healthy)
+    dr_fraction: float = 0.15  # share of subjects with the enlarged, ragged FAZ of diabetic retinopathy
+    dr_faz_area_mm2: tuple[float, float] = (0.40, 0.70)
+    dr_faz_irregularity: float = 0.26  # circularity about 0.57
     faz_centre_sd: float = 0.03  # fraction of the field of view
-    root_radius_um: tuple[float, float] = (15.0, 25.0)
-    label_radius_um: float = 7.5  # diameter >= 15 um enters the labels
+    root_radius_um: tuple[float, float] = (14.0, 23.0)
+    # vessels entering from the border of the field (from..to-1), beside the two 6M arcades
+    border_roots: tuple[tuple[int, int], tuple[int, int]] = ((16, 23), (12, 18))  # 3M, 6M
+    segment_median_um: float = 350.0  # median vessel length between bifurcations
+    taper_per_mm: float = 0.05  # vessels thin on their way to the fovea,
+    foveal_taper_per_mm: float = 3.0  # and faster in its last few hundred micrometres
+    label_radius_um: float = 6.5  # diameter >= 13 um enters the labels
     label_min_radius_px: float = 0.8  # annotators draw vessels at least about 2 px wide
     min_radius_um: float = 5.0
     faz_clearance_um: float = 115.0
-    capillary_density: tuple[float, float] = (0.025, 0.03)  # seeds per px^2 at 3M, 6M
+    capillary_density: tuple[float, float] = (0.029, 0.028)  # seeds per px^2 at 3M, 6M
     capillary_free_um: float = 20.0  # capillary-free zone around arteries
+    perifoveal_keep: float = 0.1  # share of capillary seeds kept at the FAZ border (1 far from it)
+    perifoveal_um: float = 200.0  # distance over which the mesh recovers its density
+    # how much darker each projection gets toward the fovea (FULL sums a retina that thins there)
+    foveal_dimming: tuple[float, float, float] = (0.33, 0.35, 0.75)  # OPL_BM, ILM_OPL, FULL
+    foveal_dimming_um: float = 250.0
     deep_density_factor: float = 1.6
+    # output gamma per layer (OPL_BM, ILM_OPL, FULL) and FoV (3M, 6M): the last step of matching the
+    # real intensity bands; 3M is brighter in its mid-tones, because its darker perifoveal region
+    # (the same size in mm) covers more of the image
+    output_gamma: tuple[tuple[float, float, float], tuple[float, float, float]] = ((0.96, 0.96, 0.8), (1.0, 1.0, 0.85))
     supersample: int = 2
     shear_p: float = 0.1
     whiteout_p: float = 0.1
@@ -51,7 +75,7 @@ def _roots(fov: str, n: int, px_um: float, rng: np.random.Generator, cfg: SynthC
     roots = []
     r_lo, r_hi = (r / px_um for r in cfg.root_radius_um)
     if fov == "3M":
-        k = int(rng.integers(10, 15))
+        k = int(rng.integers(*cfg.border_roots[0]))
         start_cls = int(rng.integers(2))
         for i, ang in enumerate(np.sort(rng.uniform(0, 2 * np.pi, 1)) + np.arange(k) * 2 * np.pi / k + rng.normal(0, 0.15, k)):
             direction = np.array([np.sin(ang), np.cos(ang)])
@@ -71,7 +95,7 @@ def _roots(fov: str, n: int, px_um: float, rng: np.random.Generator, cfg: SynthC
                 pos = np.array([row + sign * j * 5.0 * 15.0 / px_um, col])
                 goal = inward - sign * 0.12 * (1 if inward == 0.0 else -1)
                 roots.append((pos, goal, rng.uniform(r_hi, 1.3 * r_hi) * (1.1 if cls == VEIN else 1.0), cls, goal))
-        k = int(rng.integers(8, 13))
+        k = int(rng.integers(*cfg.border_roots[1]))
         for i, ang in enumerate(rng.uniform(0, 2 * np.pi) + np.arange(k) * 2 * np.pi / k + rng.normal(0, 0.2, k)):
             direction = np.array([np.sin(ang), np.cos(ang)])
             pos = centre + direction * (n / 2 - 0.5) / np.max(np.abs(direction))
@@ -106,12 +130,16 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
 
     # --- geometry ---------------------------------------------------------------------------
     centre = n / 2 + rng.normal(0, cfg.faz_centre_sd * n, 2)
-    faz_area_mm2 = rng.uniform(*cfg.faz_area_mm2)
-    faz = faz_mask(shape, centre, faz_area_mm2 * 1e6 / px_um**2, rng)
+    diabetic = bool(rng.random() < cfg.dr_fraction)
+    faz_area_mm2 = rng.uniform(*(cfg.dr_faz_area_mm2 if diabetic else cfg.faz_area_mm2))
+    irregularity = cfg.dr_faz_irregularity if diabetic else cfg.faz_irregularity
+    faz = faz_mask(shape, centre, faz_area_mm2 * 1e6 / px_um**2, rng, irregularity)
     faz_dist = ndimage.distance_transform_edt(~faz).astype(np.float32)
     forest = grow_forest(
         shape, _roots(fov, n, px_um, rng, cfg), faz_dist, centre, rng, px_um,
         label_radius_um=cfg.label_radius_um, min_radius_um=cfg.min_radius_um, faz_clearance_um=cfg.faz_clearance_um,
+        taper_per_mm=cfg.taper_per_mm, foveal_taper_per_mm=cfg.foveal_taper_per_mm,
+        segment_median_um=cfg.segment_median_um, drawn_min_radius_px=cfg.label_min_radius_px,
     )
     ss = cfg.supersample if n >= 200 else 2 * cfg.supersample
     drawn = replace(forest, radius=np.maximum(forest.radius, cfg.label_min_radius_px))
@@ -121,11 +149,14 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
     rv = artery | vein
 
     density = cfg.capillary_density[FOVS.index(fov)] * (FOV_SIZE[fov] / n) ** 2  # same seeds per mm^2
-    mesh = voronoi_mesh(shape, min(density, 0.06), rng)
+    # the perifoveal capillaries thin out toward the FAZ, whose border they close as one ring
+    faz_um = faz_dist * px_um
+    keep = 1.0 - (1.0 - cfg.perifoveal_keep) * np.exp(-faz_um / cfg.perifoveal_um)
+    mesh = voronoi_mesh(shape, min(density, 0.06), rng, keep=keep)
     free = ndimage.distance_transform_edt(~artery) <= cfg.capillary_free_um / px_um
     ring = ndimage.binary_dilation(faz, structure=EIGHT) & ~faz
     capillary = (((mesh & ~free) | ring | rv) & ~faz)
-    deep = voronoi_mesh(shape, min(density * cfg.deep_density_factor, 0.08), rng, thick_fraction=0.3)
+    deep = voronoi_mesh(shape, min(density * cfg.deep_density_factor, 0.08), rng, thick_fraction=0.3, keep=keep)
     deep &= ndimage.distance_transform_edt(~faz) > 2
 
     # --- rendering -------------------------------------------------------------------------
@@ -147,13 +178,17 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
     shared_noise = correlated_noise(shape, 0.7, rng)
     # the FAZ is dark but not black: a noise floor well below the surrounding background
     faz_soft = ndimage.gaussian_filter(faz.astype(np.float32), 2.0)
-    ilm = np.maximum(np.maximum(vessels, superficial), deep_img) + 0.07
+    ilm = np.maximum(np.maximum(vessels, superficial), deep_img) + 0.07 * (1.0 - 0.15 * faz_soft)
     opl = (
         0.85 * ndimage.gaussian_filter(vessels, 0.7)
         + 0.4 * deep_img
         + (1.0 - 0.5 * faz_soft) * (0.3 + 0.1 * correlated_noise(shape, 0.7, rng))
     )
     full = 0.47 * ilm + 0.40 * opl + 0.12 * (1.0 - 0.6 * faz_soft)
+    # darkest at the FAZ border, fading with distance; the FAZ keeps its own floor, so what this
+    # sets is how faint the FAZ is against the bed around it
+    dim = ndimage.gaussian_filter(np.where(faz, 0.0, np.exp(-faz_um / cfg.foveal_dimming_um)).astype(np.float32), 1.5)
+    opl, ilm, full = (x * (1.0 - depth * dim) for x, depth in zip((opl, ilm, full), cfg.foveal_dimming))
     channels = {}
     layers = (  # name, signal, row banding sd, speckle weight, additive noise sd
         ("ILM_OPL", ilm, 0.09, 0.5, (0.04, 0.08)),
@@ -180,7 +215,7 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
     # percentile stretch: about 1 % of pixels saturate at 255, almost none sit at 0; FULL, an
     # average over the whole retina, is brighter in its mid-tones (output gamma < 1)
     image = np.empty(image_f.shape, np.uint8)
-    for c, out_gamma in enumerate((1.0, 1.0, 0.85)):
+    for c, out_gamma in enumerate(cfg.output_gamma[FOVS.index(fov)]):
         y = np.clip(image_f[..., c] / np.percentile(image_f[..., c], 99.0), 0, 1) ** out_gamma
         image[..., c] = np.round(y * 255.0).astype(np.uint8)
 
@@ -190,6 +225,7 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
         "px_um": px_um,
         "faz_centre_rc": [float(centre[0]), float(centre[1])],
         "faz_area_mm2": float(labels["FAZ"].sum() * px_um**2 / 1e6),
+        "faz_kind": "diabetic retinopathy" if diabetic else "healthy",
         "config": asdict(cfg),
         "forest": forest,
     }

@@ -78,3 +78,188 @@ def label_stats(sample: Sample, px_um: float) -> dict[str, float]:
     for task in ("RV", "Artery", "Vein", "Capillary", "FAZ"):
         out[f"{task} beta0"], out[f"{task} beta1"] = betti(lab[task])
     return out
+
+
+# --- macular anatomy ------------------------------------------------------------------------------
+# quantity -> (real value or None, (low, high) band a synthetic mean must fall in, source of both).
+# "OCTA-500 subject" values were measured on one public OCTA-500 3M subject (the labels and
+# projections that ship with public code); where only that one value exists, the band is the
+# project's calibration tolerance of +-15 % (``widened``) unless the line says otherwise.
+REAL_ANATOMY = {
+    "FAZ circularity": (
+        0.68,
+        (0.62, 0.76),
+        "OCTA-500 subject 0.68; healthy controls 0.69 (superficial layer, Br J Ophthalmol 2017, "
+        "doi:10.1136/bjophthalmol-2017-311149); band: 0.69 +- 10 %. Diabetic eyes: 0.63 (same study), "
+        "0.60 +- 0.06 in mild NPDR (Clin Ophthalmol 2022;16:429)",
+    ),
+    "FAZ solidity": (0.91, (0.83, 0.91), "OCTA-500 subjects 3M 10301, 10441 and 6M 10001: 0.83-0.91"),
+    "FAZ area mm2": (
+        0.27,
+        (0.15, 0.45),
+        "healthy 3x3 mm superficial FAZ 0.257 +- 0.104 mm2 (Linderman et al., TVST 2017;6(3):16) and "
+        "0.32 +- 0.11, range 0.13-0.67 (Ghasemi Falavarjani et al., J Ophthalmic Vis Res 2018;13:260); "
+        "OCTA-500 subjects 0.227-0.427; band: the published means +- one SD",
+    ),
+    "FAZ / ring FULL": (0.72, widened((0.72, 0.72)), "OCTA-500 subject; band +-15 %"),
+    "FAZ / ring OPL_BM": (0.52, widened((0.52, 0.52)), "OCTA-500 subject; band +-15 %"),
+    "FAZ / ring ILM_OPL": (0.31, widened((0.31, 0.31)), "OCTA-500 subject; band +-15 %"),
+    "RV skeleton near FAZ": (
+        0.03,
+        (0.0, 0.06),
+        "OCTA-500 subject 0.03; band up to twice that (an estimate of the spread between eyes: "
+        "large vessels stop 100-134 um from the FAZ edge in the three measured subjects)",
+    ),
+}
+
+
+def faz_shape(faz: np.ndarray, px_um: float) -> dict[str, float]:
+    """Area, perimeter, circularity, acircularity and solidity of the FAZ label.
+
+    Circularity is ``4 pi A / P^2`` with scikit-image's perimeter (1 for a disc, lower for an
+    irregular outline); acircularity is ``P / (2 sqrt(pi A))`` (the perimeter over that of the
+    disc of the same area), the form some clinical papers report. The largest component is used.
+    """
+    regions = regionprops(label(faz))
+    if not regions:
+        return {k: np.nan for k in ("area mm2", "perimeter mm", "circularity", "acircularity", "solidity")}
+    region = max(regions, key=lambda r: r.area)
+    area, perimeter = float(region.area), float(region.perimeter)
+    return {
+        "area mm2": area * px_um**2 / 1e6,
+        "perimeter mm": perimeter * px_um / 1e3,
+        "circularity": 4 * np.pi * area / perimeter**2,
+        "acircularity": perimeter / (2 * np.sqrt(np.pi * area)),
+        "solidity": float(region.solidity),
+    }
+
+
+def faz_contrast(sample: Sample, px_um: float, inner_um: float = 30.0, outer_um: float = 200.0) -> dict[str, float]:
+    """Per layer: mean inside the FAZ over the mean of a ring ``inner_um``-``outer_um`` outside it.
+
+    RV pixels are left out of the ring, so the ratio compares the FAZ with the capillary bed that
+    borders it; near 1 the FAZ is faint, near 0 it is black against its surroundings. The ring is
+    set in micrometres (3-20 px at 3M), so both fields of view measure the same anatomy.
+    """
+    faz, rv = sample.labels["FAZ"], sample.labels["RV"]
+    if not faz.any():
+        return {name: np.nan for name in LAYERS}
+    distance_um = ndimage.distance_transform_edt(~faz) * px_um
+    ring = (distance_um >= inner_um) & (distance_um <= outer_um) & ~rv
+    return {name: float(sample.image[..., c][faz].mean() / sample.image[..., c][ring].mean()) for c, name in enumerate(LAYERS)}
+
+
+def _faz_centre_and_radius(faz: np.ndarray) -> tuple[np.ndarray, float]:
+    rows, cols = np.nonzero(faz)
+    return np.array([rows.mean(), cols.mean()]), float(np.sqrt(rows.size / np.pi))
+
+
+def rv_share_near_faz(labels: dict[str, np.ndarray], radii: float = 2.0) -> float:
+    """Share of the RV skeleton within ``radii`` equivalent FAZ radii of the FAZ centroid.
+
+    The equivalent radius is that of the disc with the FAZ's area. In a healthy macula the large
+    vessels end well before the FAZ, so this share is small.
+    """
+    faz, rv = labels["FAZ"], labels["RV"]
+    skeleton = np.argwhere(skeletonize(rv))
+    if not faz.any() or len(skeleton) == 0:
+        return np.nan
+    centre, radius = _faz_centre_and_radius(faz)
+    return float((np.hypot(*(skeleton - centre).T) <= radii * radius).mean())
+
+
+def calibre_by_distance(labels: dict[str, np.ndarray], px_um: float, edges_mm: tuple[float, ...] = (0.0, 0.75, 1.25, 5.0)) -> dict[str, float]:
+    """Mean RV diameter (um) along the skeleton, in rings of distance from the FAZ centroid.
+
+    The diameter at a skeleton pixel is twice its distance to the background. Rings without any
+    RV skeleton give NaN.
+    """
+    faz, rv = labels["FAZ"], labels["RV"]
+    out = {}
+    skeleton = skeletonize(rv)
+    if not faz.any() or not skeleton.any():
+        return {f"{a:g}-{b:g} mm": np.nan for a, b in zip(edges_mm[:-1], edges_mm[1:])}
+    diameter_um = 2 * ndimage.distance_transform_edt(rv)[skeleton] * px_um
+    centre, _ = _faz_centre_and_radius(faz)
+    distance_mm = np.hypot(*(np.argwhere(skeleton) - centre).T) * px_um / 1e3
+    for a, b in zip(edges_mm[:-1], edges_mm[1:]):
+        inside = (distance_mm >= a) & (distance_mm < b)
+        out[f"{a:g}-{b:g} mm"] = float(diameter_um[inside].mean()) if inside.any() else np.nan
+    return out
+
+
+def anatomy_stats(sample: Sample) -> dict[str, float]:
+    """The ``REAL_ANATOMY`` quantities of one sample, plus RV calibre by distance from the fovea."""
+    px_um = sample.meta["px_um"] if sample.meta and "px_um" in sample.meta else _px_um(sample)
+    shape = faz_shape(sample.labels["FAZ"], px_um)
+    out = {
+        "FAZ circularity": shape["circularity"],
+        "FAZ solidity": shape["solidity"],
+        "FAZ area mm2": shape["area mm2"],
+        "FAZ perimeter mm": shape["perimeter mm"],
+        "FAZ acircularity": shape["acircularity"],
+    }
+    out.update({f"FAZ / ring {k}": v for k, v in faz_contrast(sample, px_um).items()})
+    out["RV skeleton near FAZ"] = rv_share_near_faz(sample.labels)
+    out.update({f"RV diameter um {k}": v for k, v in calibre_by_distance(sample.labels, px_um).items()})
+    return out
+
+
+def _mean_range(values: list[float], digits: int) -> str:
+    v = np.asarray(values, float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return "-"
+    return f"{v.mean():.{digits}f} ({v.min():.{digits}f}-{v.max():.{digits}f})"
+
+
+def calibration_table(samples: list[Sample]) -> "pd.DataFrame":
+    """Intensities and label statistics of ``samples`` beside the real OCTA-500 bands.
+
+    One row per quantity: the real band, then the mean over the samples with their range. The
+    bench and the data chapter both print this table.
+    """
+    import pandas as pd
+
+    intensity = [intensity_stats(s) for s in samples]
+    labels = [label_stats(s, s.meta["px_um"] if s.meta and "px_um" in s.meta else _px_um(s)) for s in samples]
+    rows = []
+    for layer, targets in REAL_INTENSITY.items():
+        for quantity, (lo, hi) in targets.items():
+            rows.append((f"{layer} {quantity}", f"{lo}-{hi}", _mean_range([st[layer][quantity] for st in intensity], 1)))
+    pairs = {
+        "RV fraction": "RV fraction", "Capillary fraction": "Capillary fraction", "Artery fraction": "Artery fraction",
+        "Vein fraction": "Vein fraction", "RV mean width px (3M)": "RV mean width px",
+    }
+    for real_key, key in pairs.items():
+        lo, hi = REAL_LABELS[real_key]
+        rows.append((real_key, f"{lo}-{hi}" if lo != hi else f"{lo}", _mean_range([d[key] for d in labels], 3)))
+    for key, real in (("RV beta1", "2-8"), ("Artery beta1", "0"), ("Vein beta1", "0"), ("Capillary beta1", "2349")):
+        rows.append((key, real, _mean_range([d[key] for d in labels], 1)))
+    return pd.DataFrame(rows, columns=["quantity", "real OCTA-500", f"this data: mean (range) of {len(samples)}"])
+
+
+def anatomy_table(samples: list[Sample]) -> "pd.DataFrame":
+    """The macular anatomy of ``samples`` beside real and published values (``REAL_ANATOMY``).
+
+    Columns: the quantity, the real value, the band a generator's mean should fall in, the mean
+    (range) over the samples, whether the mean is inside the band, and the source of the real
+    value. RV calibre by distance from the fovea follows, with no real value (none was measured).
+    """
+    import pandas as pd
+
+    stats = [anatomy_stats(s) for s in samples]
+    rows = []
+    for key, (real, (lo, hi), source) in REAL_ANATOMY.items():
+        values = np.array([st[key] for st in stats], float)
+        inside = bool(lo <= np.nanmean(values) <= hi) if np.isfinite(values).any() else False
+        rows.append((key, f"{real:g}", f"{lo:.2f}-{hi:.2f}", _mean_range(values, 3), "yes" if inside else "no", source))
+    for key in [k for k in stats[0] if k.startswith("RV diameter um")]:
+        rows.append((key, "-", "-", _mean_range([st[key] for st in stats], 1), "-", "not measured on real data; thinner toward the fovea"))
+    return pd.DataFrame(rows, columns=["quantity", "real", "band", f"this data: mean (range) of {len(samples)}", "in band", "source"])
+
+
+def _px_um(sample: Sample) -> float:
+    from samocta.data.octa500 import pixel_size_um
+
+    return pixel_size_um(sample.fov, sample.image.shape[0])

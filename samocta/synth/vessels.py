@@ -98,6 +98,11 @@ def grow_forest(
     murray_exponent: float = 2.7,
     step_px: float = 2.0,
     cross_p: float = 0.3,
+    taper_per_mm: float = 0.3,
+    foveal_taper_per_mm: float = 2.0,
+    foveal_taper_um: float = 300.0,
+    thin_clearance_um: float = 30.0,
+    drawn_min_radius_px: float = 0.0,
     max_steps: int = 20000,
 ) -> Forest:
     """Grow the forests from border roots.
@@ -116,6 +121,15 @@ def grow_forest(
         murray_exponent: kappa in r_p^kappa = r_1^kappa + r_2^kappa.
         step_px: growth step.
         cross_p: share of branches allowed to cross the other class (each crossing adds RV loops).
+        taper_per_mm: relative loss of radius per millimetre of growth, so that vessels thin out on
+            their way to the fovea and leave the labels (too thin) before the capillary ring.
+        foveal_taper_per_mm: extra taper near the FAZ, falling off as ``exp(-d / foveal_taper_um)``
+            with the distance ``d`` to the FAZ edge: the arterioles and venules that reach the fovea
+            break up into capillaries before its border.
+        foveal_taper_um: see ``foveal_taper_per_mm``.
+        thin_clearance_um: vessels too thin for the labels (image only) stop this far from the FAZ.
+        drawn_min_radius_px: the labels draw no vessel thinner than this; same-class vessels keep
+            clear of each other at that radius, so that thin ones drawn wider do not touch.
         max_steps: hard cap on the number of steps (growth always terminates).
 
     Returns:
@@ -124,6 +138,8 @@ def grow_forest(
     occ = _Occupancy(shape)
     label_r, min_r = label_radius_um / px_um, min_radius_um / px_um
     clearance = faz_clearance_um / px_um
+    thin_clearance = thin_clearance_um / px_um
+    step_mm = step_px * px_um / 1000.0
     seg_median = segment_median_um / px_um
     tips: list[_Tip] = []
     parents = np.full(4096, -1, np.int64)
@@ -147,7 +163,6 @@ def grow_forest(
 
     h, w = shape
     fr, fc = float(faz_centre[0]), float(faz_centre[1])
-    near = 2.5 * clearance
 
     def faz_dist(r: float, c: float) -> float:
         return float(faz_distance[min(max(int(r), 0), h - 1), min(max(int(c), 0), w - 1)])
@@ -155,39 +170,39 @@ def grow_forest(
     total = 0
     while tips and total < max_steps:
         tip = tips.pop()
-        labelled = tip.radius >= label_r
+        # each branch aims at its own point beside the fovea, so that branches spread like spokes
+        # and end facing the FAZ instead of converging on one point or circling it
+        aim = rng.normal(0.0, 0.35)
         while total < max_steps:
             total += 1
+            labelled = tip.radius >= label_r
             r, c = float(tip.pos[0]), float(tip.pos[1])
-            # desired direction: a fixed goal (arcade trunks), else the fovea, turning tangential close to it
             radial = math.atan2(fr - r, fc - c)
-            d_faz = faz_dist(r, c)
-            if not math.isnan(tip.goal):
-                target = tip.goal
-            elif d_faz < near:
-                side = 1.0 if math.sin(tip.heading - radial) >= 0 else -1.0
-                target = radial + side * math.pi / 2 * min(1.0, 1.6 - d_faz / near)
-            else:
-                target = radial
+            target = tip.goal if not math.isnan(tip.goal) else radial + aim
             delta = math.remainder(target - tip.heading, 2 * math.pi)
             base = tip.heading + 0.05 * delta + rng.normal(0.0, 0.09)
             flip = 1.0 if rng.random() < 0.5 else -1.0
             for turn in (0.0, 0.35, -0.35, 0.7, -0.7):
                 heading = base + turn * flip
                 new = np.array((r + math.sin(heading) * step_px, c + math.cos(heading) * step_px))
-                if not (labelled and _blocked(occ, tip, new, heading, label_r, parents)):
+                if not (labelled and _blocked(occ, tip, new, heading, max(label_r, drawn_min_radius_px), parents, drawn_min_radius_px)):
                     break
             else:
                 break  # boxed in: the tip stops
             if not (-2 <= new[0] <= h + 1 and -2 <= new[1] <= w + 1):
                 segs.append((r, c, new[0], new[1], tip.radius, tip.cls, labelled, tip.branch))
                 break
-            if faz_dist(new[0], new[1]) < clearance + tip.radius:
+            if faz_dist(new[0], new[1]) < (clearance if labelled else thin_clearance) + tip.radius:
                 break
             segs.append((r, c, new[0], new[1], tip.radius, tip.cls, labelled, tip.branch))
             tip.pos, tip.heading, tip.steps = new, heading, tip.steps + 1
             if labelled:
                 occ.stamp(tip)
+            # radius factor per step: a steady taper, steeper close to the fovea
+            d_um = faz_dist(new[0], new[1]) * px_um
+            tip.radius *= max(0.0, 1.0 - step_mm * (taper_per_mm + foveal_taper_per_mm * math.exp(-d_um / foveal_taper_um)))
+            if tip.radius < min_r:
+                break
             tip.to_branch -= step_px
             if tip.to_branch <= 0:
                 split = rng.uniform(0.5, 0.9)
@@ -220,26 +235,29 @@ def grow_forest(
     )
 
 
-def _blocked(occ: _Occupancy, tip: _Tip, new: np.ndarray, heading: float, label_r: float, parents: np.ndarray) -> bool:
+def _blocked(
+    occ: _Occupancy, tip: _Tip, new: np.ndarray, heading: float, label_r: float, parents: np.ndarray, min_r: float = 0.0
+) -> bool:
     """Whether a labelled vessel stepping to ``new`` would touch a vessel it must keep clear of."""
-    reach = tip.radius + 1.5 * label_r + 1.5
+    radius = max(tip.radius, min_r)
+    reach = radius + 1.5 * label_r + 1.5
     rr, cc = occ.window(new, reach + 2.0)
     # same class: only the own recent path and the junction it grew from may be touched
     own = occ.owner[tip.cls, rr, cc]
     hit = own >= 0
     if hit.any():
-        near_junction = np.hypot(rr - tip.start[0], cc - tip.start[1]) < 2.5 * tip.radius + 4
+        near_junction = np.hypot(rr - tip.start[0], cc - tip.start[1]) < 2.5 * radius + 4
         mine = parents[tip.branch]
         # own branch, parent and siblings meet at the junction this branch started from
         family = (own == tip.branch) | (own == mine) | ((parents[np.maximum(own, 0)] == mine) & (mine >= 0))
-        recent = (own == tip.branch) & (occ.step[tip.cls, rr, cc] >= tip.steps - int(2 * tip.radius / 2.0 + 3))
+        recent = (own == tip.branch) & (occ.step[tip.cls, rr, cc] >= tip.steps - int(2 * radius / 2.0 + 3))
         exempt = recent | (family & near_junction)
         if (hit & ~exempt).any():
             return True
     # other class: some branches may cross it at a steep angle; none may run alongside or touch it
     other = occ.owner[1 - tip.cls, rr, cc] >= 0
     if other.any():
-        close = other & (np.hypot(rr - new[0], cc - new[1]) <= tip.radius + 2.5)
+        close = other & (np.hypot(rr - new[0], cc - new[1]) <= radius + 2.5)
         if close.any():
             if not tip.may_cross:
                 return True

@@ -16,6 +16,11 @@ from samocta.data.octa500 import FOVS, LAYERS, LAYOUT_DIRS, TASK_FOLDERS
 from samocta.data.splits import standard_split
 from samocta.synth.generator import SynthConfig, make_sample
 
+# Bumped whenever the same arguments would give other images or labels, so that a tree written by
+# an older generator is written again rather than reused (2: macular anatomy, issue 21).
+GENERATOR_VERSION = 2
+
+
 class SynthError(SamOctaError, ValueError):
     """Synthetic data was asked for with impossible arguments."""
 
@@ -85,29 +90,48 @@ def write_octa500(
     fov_dir = root / fov_dirs[fov]
     label_dir = root / "Label" if shared_labels else fov_dir
     ids = synthetic_ids(fov, n)
+    subjects = {}
     for sid in tqdm(ids, desc=f"synthetic {fov}", disable=not progress):
         sample = make_sample(fov, sample_seed(seed, sid), size, config)
+        subjects[str(sid)] = {"faz": sample.meta["faz_kind"], "faz_area_mm2": round(sample.meta["faz_area_mm2"], 4)}
         for c, layer in enumerate(LAYERS):
             write_grey(fov_dir / proj / f"OCTA({layer})" / f"{sid}.bmp", sample.image[..., c])
         for task, folder in TASK_FOLDERS.items():
             write_grey(label_dir / folder / f"{sid}.bmp", sample.labels[task])
     manifest = {
         "generator": f"samocta {__version__} synth",
+        "generator_version": GENERATOR_VERSION,
         "fov": fov,
         "seed": seed,
         "size": size,
         "layout": layout,
         "ids": ids,
         "config": (config or SynthConfig()).__dict__,
+        # what a reader may want to stratify by: the FAZ of each subject, healthy or that of
+        # diabetic retinopathy (enlarged and ragged), and its area
+        "subjects": subjects,
     }
     atomic_write_text(root / f"synthetic-{fov}.json", json.dumps(manifest, indent=1) + "\n")
     return ids
 
 
+def subject_facts(root: str | os.PathLike, fov: str) -> dict[int, dict]:
+    """What the manifest of a synthetic tree records of each subject (``{}`` for real data).
+
+    Returns:
+        id -> ``{"faz": "healthy" | "diabetic retinopathy", "faz_area_mm2": float}``.
+    """
+    manifest = Path(root) / f"synthetic-{fov}.json"
+    if not manifest.exists():
+        return {}
+    return {int(k): v for k, v in json.loads(manifest.read_text()).get("subjects", {}).items()}
+
+
 def ensure_synthetic(
     root: str | os.PathLike, fov: str = "3M", n: int = 40, seed: int = 0, layout: str = "official", size: int | None = None
 ) -> Path:
-    """A synthetic tree at ``root``, written only if the one there was made with other arguments.
+    """A synthetic tree at ``root``, written only if the one there was made with other arguments
+    or by an older generator.
 
     Notebooks call this so that every chapter runs on its own and a build writes the data once.
     """
@@ -115,7 +139,8 @@ def ensure_synthetic(
     manifest = root / f"synthetic-{fov}.json"
     if manifest.exists():
         made = json.loads(manifest.read_text())
-        if (made.get("seed"), made.get("size"), made.get("layout"), len(made.get("ids", []))) == (seed, size, layout, n):
+        wanted = (GENERATOR_VERSION, seed, size, layout, n)
+        if (made.get("generator_version", 1), made.get("seed"), made.get("size"), made.get("layout"), len(made.get("ids", []))) == wanted:
             return root
     write_octa500(root, fov, n, seed, layout=layout, size=size)
     return root
