@@ -3,6 +3,7 @@
 Run: .venv/bin/python benchmarks/bench_finetune.py [--work DIR] [--epochs N] [--rules R1,R2] [--only NAME,...]
 Targets (issue 7), validation Dice with global prompts: FAZ >= 0.80 with LoRA only and >= 0.85 with
 LoRA + decoder, each at least 0.15 above the model's zero-shot Dice; RV >= 0.5 with LoRA + decoder.
+Issue 21: RV with LoRA only too, and every setting on the synthetic data of each generator version.
 Issue 14: each setting under both mask rules (the most confident of three masks, the paper's; the
 single-mask output, the reference code's), each trained, validated and scored with its own rule.
 """
@@ -48,6 +49,7 @@ def main() -> None:
     settings = (  # task, train the decoder, learning rate, loss preset
         ("FAZ", False, 1e-3, "paper"),
         ("FAZ", True, 5e-4, "paper"),
+        ("RV", False, 1e-3, "paper"),
         ("RV", True, 5e-4, "paper"),
         ("RV", True, 5e-4, "reference_code"),
     )

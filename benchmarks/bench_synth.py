@@ -2,6 +2,8 @@
 
 Run: .venv/bin/python benchmarks/bench_synth.py [--n 20]
 Targets (issue 3): at most 0.5 s per 304 x 304 (3M) sample and 1 s per 400 x 400 (6M) sample.
+Issue 21: the macular anatomy (FAZ shape and contrast, where the large vessels end, their calibre)
+beside real OCTA-500 and published values, for both fields of view.
 """
 
 from __future__ import annotations
@@ -15,11 +17,10 @@ from common import machine, single_core, timeit  # noqa: E402
 
 single_core()
 
-import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from samocta.synth import make_sample  # noqa: E402
-from samocta.synth.stats import REAL_INTENSITY, REAL_LABELS, intensity_stats, label_stats  # noqa: E402
+from samocta.synth.stats import anatomy_table, calibration_table  # noqa: E402
 
 
 def main() -> None:
@@ -33,25 +34,17 @@ def main() -> None:
         verdict = "OK" if t["max"] <= limit else "OVER"
         print(f"{fov}: median {t['median']:.3f} s, min {t['min']:.3f} s, max {t['max']:.3f} s per sample (target <= {limit} s: {verdict})")
 
-    samples = [make_sample("3M", s) for s in range(args.n)]
-    rows = []
-    for layer, targets in REAL_INTENSITY.items():
-        for quantity, (lo, hi) in targets.items():
-            values = [intensity_stats(s)[layer][quantity] for s in samples]
-            rows.append((f"{layer} {quantity}", f"{lo}-{hi}", f"{np.mean(values):.1f} ({np.min(values):.0f}-{np.max(values):.0f})"))
-    lab = [label_stats(s, s.meta["px_um"]) for s in samples]
-    pairs = {"RV fraction": "RV fraction", "Capillary fraction": "Capillary fraction", "Artery fraction": "Artery fraction",
-             "Vein fraction": "Vein fraction", "FAZ area mm2": "FAZ area mm2", "RV mean width px (3M)": "RV mean width px"}
-    for real_key, key in pairs.items():
-        values = [d[key] for d in lab]
-        lo, hi = REAL_LABELS[real_key]
-        rows.append((real_key, f"{lo}-{hi}" if lo != hi else f"{lo}", f"{np.mean(values):.3f} ({np.min(values):.3f}-{np.max(values):.3f})"))
-    for key, real in (("RV beta1", "2-8"), ("Artery beta1", "0"), ("Vein beta1", "0"), ("Capillary beta1", "2349")):
-        values = [d[key] for d in lab]
-        rows.append((key, real, f"{np.mean(values):.1f} ({np.min(values)}-{np.max(values)})"))
-    table = pd.DataFrame(rows, columns=["quantity", "real OCTA-500", f"synthetic 3M, mean (range) of {args.n}"])
-    print(table.to_markdown(index=False) if hasattr(table, "to_markdown") else table.to_string(index=False))
-
+    pd.set_option("display.max_colwidth", 60)
+    for fov in ("3M", "6M"):
+        samples = [make_sample(fov, s) for s in range(args.n)]
+        kinds = [s.meta["faz_kind"] for s in samples]
+        print(f"\n{fov}, seeds 0-{args.n - 1} ({kinds.count('healthy')} healthy FAZ, {len(kinds) - kinds.count('healthy')} diabetic retinopathy)")
+        print(calibration_table(samples).to_markdown(index=False))
+        print()
+        print(anatomy_table(samples).to_markdown(index=False))
+        healthy = [s for s in samples if s.meta["faz_kind"] == "healthy"]
+        print()
+        print(anatomy_table(healthy).iloc[:3].to_markdown(index=False), "(healthy FAZ only)")
 
 if __name__ == "__main__":
     main()
