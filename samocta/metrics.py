@@ -32,6 +32,38 @@ METRICS = ("dice", "jaccard", "precision", "recall", "cldice", "hd95", "betti0_e
 SUMMARY_METRICS = METRICS[:6] + ("hd95_um",) + METRICS[6:]
 
 
+# How each summary column is headed where a reader sees it: the metric, its unit, what a count counts.
+# The metrics are defined once, in the evaluation chapter's "The metrics" section.
+COLUMN_LABELS = {
+    "dice": "Dice",
+    "jaccard": "Jaccard",
+    "precision": "precision",
+    "recall": "recall",
+    "cldice": "clDice",
+    "hd95": "HD95 (px)",
+    "hd95_um": "HD95 (µm)",
+    "betti0_error": "Betti-0 error (components)",
+    "betti1_error": "Betti-1 error (holes)",
+    "n_subjects": "subjects scored",
+    "n_folds": "folds",
+    "empty_predictions": "empty predictions (subjects)",
+    "empty_targets": "nothing to find (subjects)",
+}
+
+
+def column_label(column: str) -> str:
+    """The reader's heading of a ``summarize`` column: ``"hd95_um"`` -> ``"HD95 (µm)"``,
+    ``"dice_std"`` -> ``"Dice, std"``, ``"hd95_n"`` -> ``"HD95 (px), subjects with a value"``."""
+    if column in COLUMN_LABELS:
+        return COLUMN_LABELS[column]
+    base, _, stat = column.rpartition("_")
+    if base in COLUMN_LABELS and stat == "std":
+        return f"{COLUMN_LABELS[base]}, std"
+    if base in COLUMN_LABELS and stat == "n":
+        return f"{COLUMN_LABELS[base]}, subjects with a value"
+    return column
+
+
 def _pair(pred: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     for name, mask in (("pred", pred), ("gt", gt)):
         mask = np.asarray(mask)

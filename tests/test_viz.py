@@ -5,10 +5,22 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.colors import to_rgba  # noqa: E402
 
+from samocta.metrics import column_label  # noqa: E402
+from samocta.model import build_sam  # noqa: E402
 from samocta.synth import make_sample  # noqa: E402
-from samocta.viz import NEGATIVE, POSITIVE, show_mask, show_points, show_sample  # noqa: E402
+from samocta.viz import (  # noqa: E402
+    NEGATIVE,
+    POSITIVE,
+    loss_figure,
+    method_figure,
+    show_mask,
+    show_points,
+    show_sample,
+    show_table,
+)
 
 
 def test_show_points_positions_and_colours():
@@ -59,3 +71,31 @@ def test_show_improvement_points_at_the_gained_region():
     np.testing.assert_allclose(arrow.xy, (29.5, 9.5))  # the region's centre (x, y)
     assert not show_improvement(ax, after, after, target)  # nothing gained, no arrow
     plt.close(fig)
+
+
+def test_method_figure_counts_come_from_the_model():
+    fig = method_figure("vit_h")
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert "32 blocks" in text and "655,360 trainable" in text  # vit_h: 32 x 2 x (4 x 1280 + 1280 x 4)
+    fig = method_figure("tiny", rank=2)
+    tiny = build_sam("tiny")
+    text = " ".join(t.get_text() for t in fig.axes[0].texts)
+    dim = tiny.image_encoder.blocks[0].attn.qkv.in_features
+    blocks = len(tiny.image_encoder.blocks)
+    assert f"{blocks} blocks" in text and f"{blocks * 2 * 2 * 2 * dim:,} trainable" in text
+
+
+def test_loss_figure_shows_what_cldice_rewards():
+    _, scores = loss_figure()
+    broken, thick = scores["broken"], scores["too thick"]
+    assert broken["clDice"] < broken["Dice"] - 0.05  # breaks in thin vessels cost clDice more
+    assert thick["clDice"] > 0.99 and thick["Dice"] < 0.8  # width costs Dice, not clDice
+
+
+def test_tables_show_a_dash_not_nan_and_scroll_in_their_own_box():
+    df = pd.DataFrame({"hd95": [1.23456, np.nan], "n_subjects": [3, 2]}).rename(columns=column_label)
+    html = show_table(df, missing_means="no value").data
+    assert "nan" not in html.lower() and "–" in html and "–: no value." in html
+    assert 'overflow-x: auto' in html and "HD95 (px)" in html and "subjects scored" in html and "1.235" in html
+    assert "samocta-table-note" not in show_table(df.fillna(0)).data
+    assert column_label("dice_std") == "Dice, std" and column_label("hd95_n") == "HD95 (px), subjects with a value"

@@ -53,6 +53,24 @@ def execute(notebook: Path) -> float:
     return time.perf_counter() - t0
 
 
+def draw_book_figures(dest: Path) -> None:
+    """The method page's figures, drawn by the package (``samocta.viz``) at every build so that they
+    stay true to the code: the model's parts from a vit_h built on the meta device, the loss
+    example scored by ``samocta.losses``."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    from samocta.viz import loss_figure, method_figure
+
+    dest.mkdir(parents=True, exist_ok=True)
+    for name, fig in (("method.png", method_figure("vit_h")), ("loss.png", loss_figure()[0])):
+        fig.savefig(dest / name, dpi=120, bbox_inches="tight")
+        plt.close(fig)
+    print(f"drew the method page's figures into {dest.relative_to(ROOT)}", flush=True)
+
+
 def copy_browser_files(dest: Path) -> None:
     """The clicking chapter's browser decoder into the built pages: the front end, onnxruntime-web
     (from node_modules; the page loads nothing from a CDN), the decoder and the embeddings; prints
@@ -90,6 +108,7 @@ def main() -> None:
         shutil.copy(ROOT / name, SRC / name)
     for folder in ("book", "notebooks"):
         shutil.copytree(ROOT / folder, SRC / folder, ignore=shutil.ignore_patterns(".ipynb_checkpoints", "samocta-work"))
+    draw_book_figures(SRC / "book" / "_figures")
     start = time.perf_counter()
     for entry in toc_files(toc):
         notebook = SRC / f"{entry}.ipynb"
