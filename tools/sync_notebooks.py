@@ -5,6 +5,9 @@
 - The notebook metadata that asks Colab for a GPU runtime.
 - The common part of the parameters cell (each chapter keeps its own lines after it).
 - The install and setup cell.
+- The tags that keep both out of a reader's way in the rendered book: the parameters cell is
+  collapsed whole (``hide-cell``), the setup cell shows its output (what runs where) with its code
+  collapsed (``hide-input``). Both stay in the notebooks, for Colab and papermill.
 
 ``python tools/sync_notebooks.py`` rewrites the notebooks; ``--check`` exits 1 if one is out of date
 (a test runs it, so an edit made in one notebook only does not land).
@@ -112,9 +115,10 @@ def synced(path: Path) -> dict:
     shared_names = _assignment_names(PARAMETERS)
     kept = [line for line in own.splitlines() if (m := re.match(r"^([A-Z_]+) = ", line)) and m.group(1) not in shared_names]
     cells[1]["source"] = _lines(PARAMETERS + ("\n" + "\n".join(kept) if kept else ""))
+    cells[1]["metadata"] = {**cells[1].get("metadata", {}), "tags": ["parameters", "hide-cell"]}
     # install + setup cell
     cells[2]["source"] = _lines(INSTALL.format(repository=url, branch=branch))
-    cells[2]["metadata"] = {**cells[2].get("metadata", {}), "tags": ["setup"]}
+    cells[2]["metadata"] = {**cells[2].get("metadata", {}), "tags": ["setup", "hide-input"]}
     return nb
 
 

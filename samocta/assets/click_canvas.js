@@ -67,7 +67,14 @@ function mount(el, host) {
   const status = document.createElement("div");
   status.className = "samocta-click-status";
   status.style.cssText = "margin-top:4px;color:#555";
-  root.append(bar, canvas, status);
+  // the legend of what the canvas draws
+  const legend = document.createElement("div");
+  legend.className = "samocta-click-legend";
+  legend.style.cssText = "margin-top:2px;color:#555";
+  legend.innerHTML = `<span style="color:${POSITIVE}">&#9733;</span> positive point (left click) &nbsp; ` +
+    `<span style="color:${NEGATIVE};font-weight:bold">&#10005;</span> negative point (right click) &nbsp; ` +
+    `<span style="background:rgba(${MASK_RGBA.slice(0, 3).join(",")},${(MASK_RGBA[3] / 255).toFixed(2)});padding:0 7px"></span> the mask`;
+  root.append(bar, canvas, status, legend);
   el.replaceChildren(root);
 
   const image = new Image();
