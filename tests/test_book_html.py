@@ -4,6 +4,7 @@ no error output; a screenshot of each page goes to _build/screenshots/. Run afte
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -114,3 +115,76 @@ def test_clicks_on_the_rendered_page_decode_in_the_browser_as_python_does(page, 
     print(f"browser vs torch mask IoU {iou:.4f}; click to mask {latencies} ms")
     assert expected.sum() > 0 and iou >= 0.99, iou
     assert max(latencies) <= 100, latencies
+
+
+PAGES = [f"notebooks/{c}" for c in CHAPTERS] + ["book/intro", "book/method", "book/gpu", "book/results", "book/references"]
+
+
+def _open(page, name: str) -> None:
+    path = HTML / f"{name}.html"
+    assert path.exists(), path
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+
+
+@pytest.mark.parametrize("name", PAGES)
+def test_page_reads_without_sideways_scroll_or_nan(page, name):
+    """At 1280 px the main column never scrolls sideways (a wide table scrolls inside its own box),
+    no table shows NaN, and every figure has a caption or alt text that says what it shows."""
+    _open(page, name)
+    overflow = page.evaluate(
+        """() => {
+            const doc = document.documentElement;
+            const column = document.querySelector('.bd-article') || document.querySelector('main');
+            const right = column.getBoundingClientRect().right;
+            // anything reaching past the column's right edge must sit in a box that scrolls or clips it
+            const loose = [];
+            for (const e of column.querySelectorAll('*')) {
+                if (e.getBoundingClientRect().right <= right + 1) continue;
+                let box = e.parentElement, held = false;
+                while (box && box !== column) {
+                    if (['auto', 'scroll', 'hidden'].includes(getComputedStyle(box).overflowX)) { held = true; break; }
+                    box = box.parentElement;
+                }
+                if (!held) loose.push(e.tagName.toLowerCase() + '.' + e.className);
+            }
+            return {page: doc.scrollWidth - doc.clientWidth, column: column.scrollWidth - column.clientWidth, loose: loose.slice(0, 5)};
+        }"""
+    )
+    assert overflow["page"] <= 1 and overflow["column"] <= 1 and not overflow["loose"], f"{name} scrolls sideways: {overflow}"
+    tables = " ".join(page.locator("main table").all_inner_texts())
+    assert not re.search(r"\bnan\b", tables, re.I), f"{name}: NaN in a table"
+    images = page.locator("main img").evaluate_all(
+        """imgs => imgs.map(i => ({
+            alt: (i.getAttribute('alt') || '').trim(),
+            src: i.getAttribute('src') || '',
+            caption: !!(i.closest('figure') && i.closest('figure').querySelector('figcaption')),
+        }))"""
+    )
+    for image in images:
+        # MyST-NB writes the file name as alt text when a cell gives none: that describes nothing
+        described = image["alt"] and "_images/" not in image["alt"] and not image["alt"].endswith(".png")
+        assert described or image["caption"], f"{name}: a figure without caption or alt text ({image['src'][:60]})"
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_setup_cells_are_folded_away(page, chapter):
+    """The parameters and the install/setup code are in the notebook but not on screen until asked for."""
+    _open(page, f"notebooks/{chapter}")
+    for code in ('MODE = os.environ.get("SAMOCTA_MODE"', "from samocta.notebook import setup"):
+        cell = page.locator("div.cell", has_text=code).first
+        assert cell.count() == 1, f"{chapter}: no cell with {code!r}"
+        source = cell.locator(".cell_input").first
+        assert not source.is_visible(), f"{chapter}: {code!r} is visible by default"
+
+
+def test_method_page_links_out_and_draws_the_method(page):
+    _open(page, "book/method")
+    links = page.locator("main a").evaluate_all("as => as.map(a => a.href)")
+    for target in ("arxiv.org/abs/2309.11758", "github.com/ShellRedia/SAM-OCTA", "ieee-dataport.org/open-access/octa-500",
+                   "github.com/facebookresearch/segment-anything", "benchmarks/RESULTS.md"):
+        assert any(target in href for href in links), f"no link to {target}"
+    captions = " ".join(page.locator("main figure figcaption").all_inner_texts())
+    assert "method_figure" in captions and "loss_figure" in captions
+    widths = page.locator("main figure img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+    assert len(widths) >= 2 and all(w > 0 for w in widths), widths
