@@ -44,7 +44,9 @@ def main() -> None:
         print(anatomy_table(samples).to_markdown(index=False))
         healthy = [s for s in samples if s.meta["faz_kind"] == "healthy"]
         print()
-        print(anatomy_table(healthy).iloc[:3].to_markdown(index=False), "(healthy FAZ only)")
+        shape_rows = ["FAZ circularity", "FAZ solidity", "FAZ area mm2"]
+        print(anatomy_table(healthy).set_index("quantity").loc[shape_rows].to_markdown(), "(healthy FAZ only)")
+
 
 if __name__ == "__main__":
     main()

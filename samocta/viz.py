@@ -63,9 +63,8 @@ def prompt_legend(fig: "Figure", masks: dict[str, tuple[float, float, float]] | 
         Line2D([], [], marker="*", color="white", markerfacecolor=NEGATIVE, markeredgecolor="white", markersize=13, ls="", label="negative point"),
     ]
     handles += [Patch(facecolor=colour, alpha=0.6, label=name) for name, colour in (masks or {}).items()]
-    legend = fig.legend(handles=handles, loc="lower center", ncol=ncol or len(handles), fontsize=8.5, frameon=False,
-                        facecolor="#666", bbox_to_anchor=(0.5, 0.0))
-    return legend
+    return fig.legend(handles=handles, loc="lower center", ncol=ncol or len(handles), fontsize=8.5, frameon=False,
+                      bbox_to_anchor=(0.5, 0.0))
 
 
 def show_table(df: "pd.DataFrame", digits: int = 3, missing: str = "–", missing_means: str = "not measured",
@@ -217,16 +216,11 @@ def method_figure(model_type: str = "vit_h", rank: int = 4) -> "Figure":
     import torch
     from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 
-    from samocta.model.build import build_tiny_sam
+    from samocta.model.build import build_sam
     from samocta.model.lora import LoRASam
 
     with torch.device("meta"):
-        if model_type == "tiny":
-            sam = build_tiny_sam()
-        else:
-            from segment_anything import sam_model_registry
-
-            sam = sam_model_registry[model_type](checkpoint=None)
+        sam = build_sam(model_type, pretrained=False)
         model = LoRASam(sam, rank=rank)
     blocks = len(sam.image_encoder.blocks)
     size = sam.image_encoder.img_size

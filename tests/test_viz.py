@@ -77,16 +77,19 @@ def test_method_figure_counts_come_from_the_model():
     fig = method_figure("vit_h")
     text = " ".join(t.get_text() for t in fig.axes[0].texts)
     assert "32 blocks" in text and "655,360 trainable" in text  # vit_h: 32 x 2 x (4 x 1280 + 1280 x 4)
+    plt.close(fig)
     fig = method_figure("tiny", rank=2)
     tiny = build_sam("tiny")
     text = " ".join(t.get_text() for t in fig.axes[0].texts)
     dim = tiny.image_encoder.blocks[0].attn.qkv.in_features
     blocks = len(tiny.image_encoder.blocks)
     assert f"{blocks} blocks" in text and f"{blocks * 2 * 2 * 2 * dim:,} trainable" in text
+    plt.close(fig)
 
 
 def test_loss_figure_shows_what_cldice_rewards():
-    _, scores = loss_figure()
+    fig, scores = loss_figure()
+    plt.close(fig)
     broken, thick = scores["broken"], scores["too thick"]
     assert broken["clDice"] < broken["Dice"] - 0.05  # breaks in thin vessels cost clDice more
     assert thick["clDice"] > 0.99 and thick["Dice"] < 0.8  # width costs Dice, not clDice

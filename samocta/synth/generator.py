@@ -35,10 +35,10 @@ class SynthConfig:
     """Every tunable of the generator; the defaults are calibrated against real OCTA-500 statistics."""
 
     faz_area_mm2: tuple[float, float] = (0.18, 0.40)  # healthy eyes
-    faz_irregularity: float = 0.18  # circularity about 0.69, solidity about 0.89 (healthy)
+    faz_irregularity: float = 0.20  # circularity about 0.72 (Crofton perimeter), solidity about 0.87 (healthy)
     dr_fraction: float = 0.15  # share of subjects with the enlarged, ragged FAZ of diabetic retinopathy
     dr_faz_area_mm2: tuple[float, float] = (0.40, 0.70)
-    dr_faz_irregularity: float = 0.26  # circularity about 0.57
+    dr_faz_irregularity: float = 0.28  # circularity about 0.6
     faz_centre_sd: float = 0.03  # fraction of the field of view
     root_radius_um: tuple[float, float] = (14.0, 23.0)
     # vessels entering from the border of the field (from..to-1), beside the two 6M arcades

@@ -13,15 +13,15 @@ from samocta.synth.vessels import Forest
 
 
 def faz_mask(
-    shape: tuple[int, int], centre: np.ndarray, area_px: float, rng: np.random.Generator, irregularity: float = 0.18
+    shape: tuple[int, int], centre: np.ndarray, area_px: float, rng: np.random.Generator, irregularity: float = 0.20
 ) -> np.ndarray:
     """An irregular FAZ outline: r(t) = R0 (1 + sum_k a_k cos(k t + phi_k)), k = 2..12.
 
     The amplitudes fall as ``irregularity / k^0.95`` (times U(0.5, 1.5)), with k = 3..5 doubled:
     the low orders give the lobes and shallow notches that set the solidity, the higher orders
-    the ragged border that sets the circularity. At 0.18 the circularity (4 pi A / P^2) is about
-    0.69 and the solidity about 0.89, as in healthy eyes; about 0.26 gives the more ragged FAZ of
-    diabetic retinopathy (circularity about 0.57).
+    the ragged border that sets the circularity. At 0.20 the circularity (4 pi A / P^2, Crofton
+    perimeter) is about 0.72 and the solidity about 0.87, as in healthy eyes; about 0.28 gives the
+    more ragged FAZ of diabetic retinopathy (circularity about 0.6).
 
     Returns:
         bool ``(H, W)`` with one simply connected component of about ``area_px`` pixels.

@@ -11,7 +11,7 @@ from scipy import ndimage
 from skimage.measure import euler_number, label, regionprops
 from skimage.morphology import skeletonize
 
-from samocta.data.octa500 import LAYERS, Sample
+from samocta.data.octa500 import LAYERS, Sample, pixel_size_um
 
 # channel -> quantity -> (low, high) measured on real 3M/6M samples
 REAL_INTENSITY = {
@@ -87,9 +87,11 @@ def label_stats(sample: Sample, px_um: float) -> dict[str, float]:
 # project's calibration tolerance of +-15 % (``widened``) unless the line says otherwise.
 REAL_ANATOMY = {
     "FAZ circularity": (
-        0.68,
+        0.73,
         (0.62, 0.76),
-        "OCTA-500 subject 0.68; healthy controls 0.69 (superficial layer, Br J Ophthalmol 2017, "
+        "OCTA-500 subject 0.68 with a boundary-step perimeter, about 0.73 with the Crofton perimeter "
+        "used here (x 1.08, the ratio of the two on the generator's FAZ outlines, 1.06-1.10: an "
+        "estimate); healthy controls 0.69 (superficial layer, Br J Ophthalmol 2017, "
         "doi:10.1136/bjophthalmol-2017-311149); band: 0.69 +- 10 %. Diabetic eyes: 0.63 (same study), "
         "0.60 +- 0.06 in mild NPDR (Clin Ophthalmol 2022;16:429)",
     ),
@@ -99,7 +101,7 @@ REAL_ANATOMY = {
         (0.15, 0.45),
         "healthy 3x3 mm superficial FAZ 0.257 +- 0.104 mm2 (Linderman et al., TVST 2017;6(3):16) and "
         "0.32 +- 0.11, range 0.13-0.67 (Ghasemi Falavarjani et al., J Ophthalmic Vis Res 2018;13:260); "
-        "OCTA-500 subjects 0.227-0.427; band: the published means +- one SD",
+        "OCTA-500 subjects 0.227-0.427 (0.27: 3M 10301); band: the published means +- one SD",
     ),
     "FAZ / ring FULL": (0.72, widened((0.72, 0.72)), "OCTA-500 subject; band +-15 %"),
     "FAZ / ring OPL_BM": (0.52, widened((0.52, 0.52)), "OCTA-500 subject; band +-15 %"),
@@ -114,23 +116,24 @@ REAL_ANATOMY = {
 
 
 def faz_shape(faz: np.ndarray, px_um: float) -> dict[str, float]:
-    """Area, perimeter, circularity, acircularity and solidity of the FAZ label.
+    """Area, perimeter, circularity, acircularity and solidity of the FAZ label's largest region.
 
-    Circularity is ``4 pi A / P^2`` with scikit-image's perimeter (1 for a disc, lower for an
-    irregular outline); acircularity is ``P / (2 sqrt(pi A))`` (the perimeter over that of the
-    disc of the same area), the form some clinical papers report. The largest component is used.
+    Area, perimeter and circularity ``4 pi A / P^2`` are ``samocta.measure.faz_measures``, the same
+    numbers ``predict`` reports for a predicted FAZ (Crofton perimeter); acircularity is
+    ``1 / sqrt(circularity)``, the perimeter over that of the disc of the same area, the form some
+    clinical papers report; solidity is the area over that of the convex hull.
     """
+    from samocta.measure import faz_measures
+
+    measured = faz_measures(faz, px_um)
     regions = regionprops(label(faz))
-    if not regions:
-        return {k: np.nan for k in ("area mm2", "perimeter mm", "circularity", "acircularity", "solidity")}
-    region = max(regions, key=lambda r: r.area)
-    area, perimeter = float(region.area), float(region.perimeter)
+    solidity = float(max(regions, key=lambda r: r.area).solidity) if regions else np.nan
     return {
-        "area mm2": area * px_um**2 / 1e6,
-        "perimeter mm": perimeter * px_um / 1e3,
-        "circularity": 4 * np.pi * area / perimeter**2,
-        "acircularity": perimeter / (2 * np.sqrt(np.pi * area)),
-        "solidity": float(region.solidity),
+        "area mm2": measured["faz_area_mm2"],
+        "perimeter mm": measured["faz_perimeter_mm"],
+        "circularity": measured["faz_circularity"],
+        "acircularity": 1 / np.sqrt(measured["faz_circularity"]),
+        "solidity": solidity,
     }
 
 
@@ -190,7 +193,7 @@ def calibre_by_distance(labels: dict[str, np.ndarray], px_um: float, edges_mm: t
 
 def anatomy_stats(sample: Sample) -> dict[str, float]:
     """The ``REAL_ANATOMY`` quantities of one sample, plus RV calibre by distance from the fovea."""
-    px_um = sample.meta["px_um"] if sample.meta and "px_um" in sample.meta else _px_um(sample)
+    px_um = _px_um(sample)
     shape = faz_shape(sample.labels["FAZ"], px_um)
     out = {
         "FAZ circularity": shape["circularity"],
@@ -222,7 +225,7 @@ def calibration_table(samples: list[Sample]) -> "pd.DataFrame":
     import pandas as pd
 
     intensity = [intensity_stats(s) for s in samples]
-    labels = [label_stats(s, s.meta["px_um"] if s.meta and "px_um" in s.meta else _px_um(s)) for s in samples]
+    labels = [label_stats(s, _px_um(s)) for s in samples]
     rows = []
     for layer, targets in REAL_INTENSITY.items():
         for quantity, (lo, hi) in targets.items():
@@ -260,6 +263,5 @@ def anatomy_table(samples: list[Sample]) -> "pd.DataFrame":
 
 
 def _px_um(sample: Sample) -> float:
-    from samocta.data.octa500 import pixel_size_um
-
+    """Micrometres per pixel, from the field of view and the image size (real and synthetic alike)."""
     return pixel_size_um(sample.fov, sample.image.shape[0])

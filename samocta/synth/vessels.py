@@ -139,6 +139,7 @@ def grow_forest(
     label_r, min_r = label_radius_um / px_um, min_radius_um / px_um
     clearance = faz_clearance_um / px_um
     thin_clearance = thin_clearance_um / px_um
+    keep_clear_r = max(label_r, drawn_min_radius_px)  # the thinnest labelled vessel as drawn
     step_mm = step_px * px_um / 1000.0
     seg_median = segment_median_um / px_um
     tips: list[_Tip] = []
@@ -185,7 +186,7 @@ def grow_forest(
             for turn in (0.0, 0.35, -0.35, 0.7, -0.7):
                 heading = base + turn * flip
                 new = np.array((r + math.sin(heading) * step_px, c + math.cos(heading) * step_px))
-                if not (labelled and _blocked(occ, tip, new, heading, max(label_r, drawn_min_radius_px), parents, drawn_min_radius_px)):
+                if not (labelled and _blocked(occ, tip, new, heading, keep_clear_r, parents, drawn_min_radius_px)):
                     break
             else:
                 break  # boxed in: the tip stops
