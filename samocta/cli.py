@@ -17,9 +17,16 @@ from samocta.errors import SamOctaError
 
 
 def _check_data(args: argparse.Namespace) -> int:
-    from samocta.data import OCTA500
+    from samocta.data import open_dataset
+    from samocta.data.folder import LayoutError
 
-    index = OCTA500(args.root, args.fov)
+    try:
+        index = open_dataset(args.root, args.fov, args.channels, args.fov_mm, label_task=args.task)
+    except LayoutError as exc:
+        print(f"{len(exc.problems)} problem(s) in the layout of {args.root}:")
+        for p in exc.problems:
+            print(f"  - {p}")
+        return 1
     print(index.summary())
     problems = index.validate(check_orientation=not args.no_orientation, progress=sys.stderr.isatty())
     if problems:
@@ -32,8 +39,19 @@ def _check_data(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from samocta.synth import write_octa500
+    from samocta.synth import FOLDER_LAYOUTS, write_folder, write_octa500
 
+    if args.layout in FOLDER_LAYOUTS:
+        projections = [p.strip() for p in args.projections.split(",") if p.strip()]
+        tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+        stems = write_folder(args.out, args.n, args.seed, args.fov, args.size, args.fov_mm, projections, tasks, args.layout,
+                             args.suffix, args.stems, describe=not args.no_dataset_json)
+        print(f"wrote {len(stems)} synthetic subjects ({stems[0]} ... {stems[-1]}) to {args.out} as a folder dataset "
+              f"({args.layout} layout, projections {', '.join(projections)}, labels {', '.join(tasks)})")
+        return 0
+    if args.fov_mm is not None:
+        raise SamOctaError(f"--fov-mm is for the folder layouts ({', '.join(FOLDER_LAYOUTS)}); an OCTA-500 tree is 3 or 6 mm "
+                           "wide by its --fov")
     ids = write_octa500(args.out, args.fov, args.n, args.seed, layout=args.layout, size=args.size)
     print(f"wrote {len(ids)} synthetic {args.fov} subjects ({ids[0]}-{ids[-1]}) to {args.out} ({args.layout} layout)")
     return 0
@@ -94,17 +112,30 @@ def _evaluate(args: argparse.Namespace) -> int:
     if modes is not None and (not modes or set(modes) - set(EVAL_MODES)):
         print(f"error: --modes must list some of {','.join(EVAL_MODES)}, separated by commas; got {args.modes!r}", file=sys.stderr)
         return 1
+    if args.data is None and (args.fov is not None or args.fov_mm is not None):
+        raise SamOctaError("--fov and --fov-mm describe the dataset of --data; a run's own data is described by its config")
     results = pd.concat(
-        [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks, progress=not args.quiet)
+        [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks, progress=not args.quiet,
+                      data=args.data, fov=args.fov, fov_mm=args.fov_mm)
          for fold_dir in folds],
         ignore_index=True,
     )
     summary = summarize(results)
+    on = None
+    if args.data is not None and (results["trained_on"] != results["scored_on"]).any():
+        from samocta.data import dataset_slug
+        from samocta.data.source import open_for_adapter
+        from samocta.train import TrainConfig
+
+        config = TrainConfig.from_json(folds[0] / runs.CONFIG)
+        on = dataset_slug(open_for_adapter(args.data, config.channels, args.fov, args.fov_mm, label_task=config.task))
     if len(folds) > 1:
-        atomic_write_csv(summary, runs.summary(run, results["part"].iloc[0]))
+        atomic_write_csv(summary, runs.summary(run, results["part"].iloc[0], on))
     columns = ["dice", "dice_std", "jaccard", "cldice", "hd95", "hd95_um", "hd95_n", "empty_predictions", "empty_targets", "n_subjects"]
     columns += ["n_folds"] if "n_folds" in summary.columns else []
-    print(f"{run}: {', '.join(sorted(set(results['setup'])))}; {results['data_source'].iloc[0]} data; "
+    trained, scored = results["trained_on"].iloc[0], results["scored_on"].iloc[0]
+    where = f"trained on {trained}, scored on {scored}" if trained != scored else f"{results['data_source'].iloc[0]} data"
+    print(f"{run}: {', '.join(sorted(set(results['setup'])))}; channels {results['channels'].iloc[0]}; {where}; "
           f"{results['part'].iloc[0]} subjects; scored adapter: {'; '.join(sorted(set(results['selection'])))}")
     if (results["split"] == "kfold").any() and args.select == "best":
         print("note: each fold's best epoch was chosen on the validation fold it is scored on (as the reference code "
@@ -120,14 +151,18 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from samocta.predict import PredictError, load_model, predict_scans
 
-    try:
-        ids = [int(i) for i in args.ids.split(",") if i.strip()] if args.ids else None
-    except ValueError:
-        raise PredictError(f"--ids takes subject ids separated by commas, e.g. 10301,10302; got {args.ids!r}") from None
+    ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
+    if args.ids is not None and not ids:
+        raise PredictError(f"--ids takes subject ids (OCTA-500 numbers or file stems) separated by commas, e.g. "
+                           f"10301,10302; got {args.ids!r}")
+    if args.fov_mm is not None and not 0 < args.fov_mm <= 50:
+        raise PredictError(f"--fov-mm is the scans' width in mm, above 0 and at most 50; got {args.fov_mm}")
+    if not 0 < args.threshold < 1:
+        raise PredictError(f"--threshold must lie between 0 and 1, got {args.threshold}")
     model = load_model(args.adapter, args.checkpoint, args.device)
     print(f"segmenting {model.task} in {args.input} with {args.adapter} ({args.prompts} prompts) into {args.out}", file=sys.stderr)
     table = predict_scans(model, args.input, args.out, args.prompts, ids=ids, fov=args.fov, threshold=args.threshold,
-                          overwrite=args.overwrite, progress=not args.quiet)
+                          overwrite=args.overwrite, progress=not args.quiet, fov_mm=args.fov_mm)
     task = model.task
     print(f"wrote {len(table)} {task} mask(s) and overlays to {args.out}, measurements to {args.out}/measurements.csv")
     return 0
@@ -137,8 +172,17 @@ def _grid_plan(args: argparse.Namespace, extra: list[str]) -> int:
     from samocta import grid
 
     data = {"3M": args.data_3m, "6M": args.data_6m}
-    jobs = grid.plan(args.out, [t.strip() for t in args.tasks.split(",") if t.strip()],
-                     [f.strip() for f in args.fovs.split(",") if f.strip()], data, args.split, args.k, extra)
+    fovs = [f.strip() for f in args.fovs.split(",") if f.strip()]
+    if args.data is not None:  # one dataset (a folder dataset, or an OCTA-500 tree of one FoV): its FoV is its own
+        from samocta.options import given_arguments
+        from samocta.train import TrainConfig, open_data
+
+        if args.data_3m or args.data_6m:
+            raise SamOctaError("--data is one dataset; --data-3m and --data-6m are the two FoVs of OCTA-500: give one or the other")
+        probe = build_parser().parse_known_args(["train", "--data", args.data, *extra])[0]
+        index = open_data(TrainConfig(**given_arguments(TrainConfig, probe)))[1]
+        fovs, data = [index.fov], {index.fov: args.data}
+    jobs = grid.plan(args.out, [t.strip() for t in args.tasks.split(",") if t.strip()], fovs, data, args.split, args.k, extra)
     finished = sum(grid.status(j) == "finished" for j in jobs)
     print(f"{len(jobs)} jobs planned in {Path(args.out) / grid.GRID} ({finished} finished already)")
     measured = grid.estimate(jobs)
@@ -180,7 +224,7 @@ def _report(args: argparse.Namespace) -> int:
 
     done = report(args.runs, args.bootstrap, args.seed, progress=not args.quiet)
     print(done.markdown)
-    print(f"wrote {args.runs}/report.md, report-per-fold.csv and report-summary.csv")
+    print(f"wrote {args.runs}/report.md, report-per-fold.csv, report-summary.csv and report-across.csv")
     return 0
 
 
@@ -201,7 +245,9 @@ def _bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     from samocta import runs
     from samocta.bench import VARIANTS
-    from samocta.data import FOVS, LAYOUTS
+    from samocta.data import FOVS, LAYOUTS, TASKS
+    from samocta.synth import FOLDER_LAYOUTS
+    from samocta.synth.folders import STEMS
     from samocta.evaluate import EVAL_MODES
     from samocta.model.build import MODEL_TYPES
     from samocta.options import add_arguments
@@ -212,19 +258,31 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error as well")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    p = sub.add_parser("check-data", help="validate an OCTA-500 tree (either layout); exit 1 on any problem")
-    p.add_argument("root", help="dataset folder (or its parent)")
-    p.add_argument("--fov", choices=FOVS, required=True)
+    p = sub.add_parser("check-data", help="validate an OCTA-500 tree (either layout) or a folder dataset; exit 1 on any problem")
+    p.add_argument("root", help="dataset folder (or a folder above it)")
+    p.add_argument("--fov", choices=FOVS, default=None, help="the part of an OCTA-500 tree; default: the one it holds")
+    p.add_argument("--fov-mm", type=float, default=None, help="a folder dataset's scan width in mm (else its dataset.json's)")
+    p.add_argument("--task", choices=TASKS, default=None, help="the task of a folder dataset's single label/ folder, if its "
+                                                               "dataset.json does not name it")
+    p.add_argument("--channels", default="auto", help="what fills SAM's three channels (see train --help); default: auto")
     p.add_argument("--no-orientation", action="store_true", help="skip the label orientation check")
     p.set_defaults(func=_check_data)
 
-    p = sub.add_parser("synth", help="write synthetic OCTA in the OCTA-500 layout")
+    p = sub.add_parser("synth", help="write synthetic OCTA as an OCTA-500 tree or a folder dataset")
     p.add_argument("--out", required=True, help="dataset folder to write")
-    p.add_argument("--fov", choices=FOVS, default="3M", help="field of view; default: 3M")
+    p.add_argument("--fov", choices=FOVS, default="3M", help="field of view (the anatomy drawn); default: 3M")
     p.add_argument("--n", type=int, default=40, help="number of subjects; default: 40")
     p.add_argument("--seed", type=int, default=0, help="seed of the generator; default: 0")
-    p.add_argument("--layout", choices=LAYOUTS, default="official", help="official: the release tree; samocta: the SAM-OCTA code's")
+    p.add_argument("--layout", choices=LAYOUTS + FOLDER_LAYOUTS, default="official",
+                   help="official: the release tree; samocta: the SAM-OCTA code's; flat: images/ + labels/<TASK>/; "
+                        "subfolders: images/<PROJECTION>/; split: train/val/test with image/ + label/ (ROSSA's); default: official")
     p.add_argument("--size", type=int, default=None, help="pixels per side (default 304 for 3M, 400 for 6M)")
+    p.add_argument("--fov-mm", type=float, default=None, help="folder layouts: the scans' width in mm, 1.5 to 6; default: the FoV's")
+    p.add_argument("--projections", default="ILM_OPL", help="folder layouts: one or three of OPL_BM, ILM_OPL, FULL; default: ILM_OPL")
+    p.add_argument("--tasks", default="RV", help=f"folder layouts: labels written, some of {','.join(TASKS)}; default: RV")
+    p.add_argument("--suffix", default=".png", help="folder layouts: image format, .png .bmp .tif or .jpg; default: .png")
+    p.add_argument("--stems", choices=STEMS, default="id", help="folder layouts: file names 10301, 0001 or scan_0001_OD; default: id")
+    p.add_argument("--no-dataset-json", action="store_true", help="folder layouts: write no dataset.json (nothing says the width in mm)")
     p.set_defaults(func=_synth)
 
     p = sub.add_parser("pretrain-tiny", help="pretrain the tiny SAM on generic shapes (resumes from OUT/last.pt)")
@@ -252,7 +310,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "pass, no label needed); default: none and the mode the run was trained in")
     p.add_argument("--select", choices=typing.get_args(runs.Which), default="best",
                    help="the adapter to score: the epoch with the best validation Dice, or the last epoch")
-    p.add_argument("--part", choices=("val", "test"), default=None, help="default: test (standard split) or val (k-fold)")
+    p.add_argument("--part", choices=("val", "test", "train", "all"), default=None,
+                   help="the run's own val or test subjects (default: test for the standard split, val for k-fold); with "
+                        "--data: all of that dataset (default) or a part of its own split")
+    p.add_argument("--data", default=None, help="score the run on another dataset (an OCTA-500 root or a folder dataset): "
+                                                "trained on A, scored on B")
+    p.add_argument("--fov", choices=FOVS, default=None, help="with --data: the part of an OCTA-500 tree")
+    p.add_argument("--fov-mm", type=float, default=None, help="with --data: a folder dataset's scan width in mm")
     p.add_argument("--save-masks", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
@@ -261,9 +325,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--adapter", required=True, help="an adapter file, or a run or fold folder (its best adapter)")
     p.add_argument("--checkpoint", default=None, help="the base checkpoint for the official models (a path or 'download')")
     p.add_argument("--input", required=True,
-                   help="an OCTA-500 root (either layout; labels not needed) or a folder of <id>_OPL_BM/_ILM_OPL/_FULL images")
-    p.add_argument("--ids", default=None, help="comma-separated subject ids; default: all")
-    p.add_argument("--fov", choices=FOVS, default=None, help="field of view; default: the adapter's")
+                   help="an OCTA-500 root (either layout), a folder dataset or a plain folder of images (labels not "
+                        "needed; any size), or a folder of <id>_OPL_BM/_ILM_OPL/_FULL images")
+    p.add_argument("--ids", default=None, help="comma-separated subject ids (OCTA-500 numbers or file stems); default: all")
+    p.add_argument("--fov", choices=FOVS, default=None, help="the part of an OCTA-500 tree; default: the adapter's")
+    p.add_argument("--fov-mm", type=float, default=None,
+                   help="the scans' width in mm when no dataset.json says it: scans are brought to the adapter's pixel "
+                        "size and measured in mm (without it: scans of the adapter's size only, measured in pixels)")
     p.add_argument("--prompts", default="none",
                    help="none (no points), auto (points from the model's own prompt-free pass) or a JSON file of clicked "
                         "points per subject (as the click widget saves them); default: none")
@@ -286,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="folds of --split kfold; default: 10")
     p.add_argument("--data-3m", default=None, help="the OCTA-500 root of the 3M scans")
     p.add_argument("--data-6m", default=None, help="the OCTA-500 root of the 6M scans")
+    p.add_argument("--data", default=None, help="instead: one dataset (a folder dataset of your own, or one FoV of OCTA-500); "
+                                                "its FoV is its own (give --fov-mm among the train options if it has no dataset.json)")
     p.add_argument("--out", required=True, help="the grid folder (RUNS)")
     p.set_defaults(func=_grid_plan, takes_extra=True)
     p = gsub.add_parser("run", help="run the unfinished jobs here: one process per GPU, or --workers on the CPU")

@@ -29,13 +29,15 @@ import torch
 
 from samocta import runs
 from samocta.errors import InputError
+from samocta.model.promptable import binarize
 from samocta.prompts import MODES, Prompt, PromptSpec, label_tasks
+from samocta.resample import Resampling, frame_of, plan_resampling
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from samocta.data import OCTA500, Sample
-    from samocta.model import Embedding, PromptableSam
+    from samocta.data import Dataset, Sample
+    from samocta.model import Embedding, MaskOutput, PromptableSam
 
 # SAM-OCTA, Table 1 (OCTA-500, 10-fold CV, GT-derived prompts); the other rows are quoted by the
 # paper from Joint-Seg (Hu et al., IEEE TIM 2022).
@@ -68,7 +70,7 @@ PAPER_TABLE2 = {
 
 
 def data_source(root: str | os.PathLike) -> str:
-    """"synthetic" for a tree written by ``samocta.synth.write_octa500``, else "OCTA-500"."""
+    """"synthetic" for a tree written by ``samocta.synth.write_octa500``, else "OCTA-500" (see ``Dataset.source``)."""
     root = Path(root)
     return "synthetic" if any(root.glob("synthetic-*.json")) or any(root.glob("*/synthetic-*.json")) else "OCTA-500"
 
@@ -93,6 +95,21 @@ def prompt_specs(task: str, modes: Sequence[str] | Mapping[str, PromptSpec]) -> 
     return {m: PromptSpec.paper(task, "global" if m == "auto" else m) for m in modes}
 
 
+def _auto(model: "PromptableSam", embedding: "Embedding", spec: PromptSpec, rng: np.random.Generator,
+          fallback_warning: bool = True) -> tuple[Prompt, "MaskOutput"]:
+    from samocta.prompts import confident_points
+
+    first = model.decode_unprompted(embedding)
+    probability = torch.sigmoid(first.logits[0, 0].float()).cpu().numpy()
+    points = confident_points(probability, spec.n_pos, spec.n_neg, rng, max_points=spec.max_points)
+    if len(points) == 0:
+        if fallback_warning:
+            warnings.warn(AutoPromptFallback("auto prompt: no confident region in the prompt-free pass; its result stands"),
+                          stacklevel=3)
+        return points, first
+    return points, model.decode(embedding, [points.coords], [points.labels])
+
+
 def auto_prompt(
     model: "PromptableSam", embedding: "Embedding", spec: PromptSpec, rng: np.random.Generator, threshold: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,24 +120,56 @@ def auto_prompt(
         ``(coords, labels, mask)``: the points (none when nothing was confident: then the mask is
         the prompt-free one, and an ``AutoPromptFallback`` warning says so) and the bool mask.
     """
-    from samocta.prompts import confident_points
+    points, out = _auto(model, embedding, spec, rng)
+    return points.coords, points.labels, out.masks(threshold)[0]
 
-    first = model.decode_unprompted(embedding)
-    probability = torch.sigmoid(first.logits[0, 0].float()).cpu().numpy()
-    points = confident_points(probability, spec.n_pos, spec.n_neg, rng, max_points=spec.max_points)
-    if len(points) == 0:
+
+def scan_views(model: "PromptableSam", image: np.ndarray, pixel_um: float | None, where: str) -> tuple[Resampling, list]:
+    """A scan brought to the pixel size the model was trained at (``samocta.resample``), and each view's
+    embedding: once per scan, reused by every prompt mode."""
+    resampling = plan_resampling(image.shape[:2], pixel_um, frame_of(getattr(model, "trained_with", {})), where)
+    return resampling, [model.embed(view[None]) for view in resampling.image_views(image)]
+
+
+def decode_points(model: "PromptableSam", resampling: Resampling, embeddings: list, coords: np.ndarray,
+                  labels: np.ndarray) -> torch.Tensor:
+    """Logits ``(1, 1, H, W)`` at the scan's size for points ``(x, y)`` in the scan's frame (none: no prompt).
+
+    Each view decodes with the points that fall inside it; with points given, a view holding none
+    of them is left out (what was asked for lies elsewhere).
+    """
+    outs = []
+    for view, embedding in zip(resampling.views, embeddings):
+        c, lab = resampling.points_to_view(coords, labels, view)
+        outs.append(None if len(lab) == 0 and len(np.asarray(labels).reshape(-1)) else
+                    model.decode(embedding, [c], [lab]).logits)
+    return resampling.merge(outs)
+
+
+def decode_auto(model: "PromptableSam", resampling: Resampling, embeddings: list, spec: PromptSpec,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, torch.Tensor]:
+    """``auto_prompt`` on each view: the points drawn (in the scan's frame) and the logits at the scan's size."""
+    outs, coords, labels = [], [], []
+    for view, embedding in zip(resampling.views, embeddings):
+        points, out = _auto(model, embedding, spec, rng, fallback_warning=False)
+        outs.append(out.logits)
+        coords.append(resampling.points_from_view(points.coords, view))
+        labels.append(np.asarray(points.labels, np.int64))
+    coords, labels = np.concatenate(coords), np.concatenate(labels)
+    if len(labels) == 0:
         warnings.warn(AutoPromptFallback("auto prompt: no confident region in the prompt-free pass; its result stands"),
                       stacklevel=2)
-        return points.coords, points.labels, first.masks(threshold)[0]
-    second = model.decode(embedding, [points.coords], [points.labels])
-    return points.coords, points.labels, second.masks(threshold)[0]
+    return coords, labels, resampling.merge(outs)
 
 
 @torch.inference_mode()
 def predict_modes(
     model: "PromptableSam", sample: "Sample", task: str, specs: Mapping[str, PromptSpec], seed: int = 0, threshold: float = 0.5
 ) -> Iterator[tuple[str, Prompt, np.ndarray]]:
-    """One subject's fixed evaluation prompt and predicted mask for each mode, from one embedding.
+    """One subject's fixed evaluation prompt and predicted mask for each mode, from one embedding per view.
+
+    A subject of another pixel size than the model's training images is resampled to it and its
+    masks come back at its own size (``samocta.resample``); prompts are drawn from its own label.
 
     Yields:
         ``(mode, prompt, mask)``: the prompt (its ``target`` is what it asks for) and the bool
@@ -129,20 +178,20 @@ def predict_modes(
     from samocta.prompts import evaluation_prompt, fixed_rng
 
     model.eval()
-    embedding = model.embed(sample.image[None])
+    resampling, embeddings = scan_views(model, sample.image, sample.pixel_um, f"subject {sample.id}")
     for mode, spec in specs.items():
         if mode == "auto":  # no label: points from the model's own prompt-free pass; scored on the whole label
-            coords, labels, mask = auto_prompt(model, embedding, spec, fixed_rng(seed, sample.id), threshold)
-            yield mode, Prompt(coords, labels, sample.labels[task]), mask
+            coords, labels, logits = decode_auto(model, resampling, embeddings, spec, fixed_rng(seed, sample.id))
+            yield mode, Prompt(coords, labels, sample.labels[task]), binarize(logits, threshold)[0]
             continue
         prompt = evaluation_prompt(spec, sample.id, sample.labels[task], sample.labels, seed)
-        yield mode, prompt, model.decode(embedding, [prompt.coords], [prompt.labels]).masks(threshold)[0]
+        yield mode, prompt, binarize(decode_points(model, resampling, embeddings, prompt.coords, prompt.labels), threshold)[0]
 
 
 def evaluate(
     model: "PromptableSam",
-    index: "OCTA500",
-    ids: Sequence[int],
+    index: "Dataset",
+    ids: Sequence,
     task: str,
     modes: Sequence[str] | Mapping[str, PromptSpec] = MODES,
     seed: int = 0,
@@ -158,7 +207,7 @@ def evaluate(
 
     Args:
         model: a ``PromptableSam``/``LoRASam``; it decodes with its own ``mask_rule``.
-        index: an ``OCTA500`` index; ``ids`` the subjects to score.
+        index: a dataset index (``samocta.data.open_dataset``); ``ids`` the subjects to score.
         task: the task.
         modes: some of "none", "global", "local", "auto" (the paper's recipe for each), or a
             mapping of mode to ``PromptSpec`` (a run's own recipe).
@@ -171,19 +220,20 @@ def evaluate(
     Returns:
         a pandas DataFrame, one row per (subject, mode): id, fold, task, fov, mode, n_points,
         pred_pixels, target_pixels, dice, jaccard, precision, recall, cldice, hd95 (px),
-        betti0_error, betti1_error, hd95_um (HD95 in µm, from the FoV's pixel size).
+        betti0_error, betti1_error, hd95_um (HD95 in µm from the subject's pixel size; NaN when its
+        width in mm is unknown). Masks and scores are at each subject's own size.
     """
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from samocta.data import pixel_size_um, write_grey
+    from samocta.data import write_grey
     from samocta.metrics import all_metrics
 
     specs = prompt_specs(task, modes)
     rows = []
     for sid in tqdm(list(ids), desc=f"evaluate {task}", disable=not progress, leave=False):
         sample = samples[sid] if samples and sid in samples else index.load(sid, tasks=label_tasks(task, index.tasks))
-        pixel_um = pixel_size_um(sample.fov, sample.image.shape[1])
+        pixel_um = sample.pixel_um if sample.pixel_um is not None else float("nan")
         for mode, prompt, pred in predict_modes(model, sample, task, specs, seed, threshold):
             scores = all_metrics(pred, prompt.target)
             rows.append({"id": sid, "fold": fold, "task": task, "fov": sample.fov, "mode": mode, "n_points": len(prompt),
@@ -216,34 +266,45 @@ def evaluate_run(
     adapter: runs.Which = "best",
     save_masks: bool = False,
     progress: bool | str = True,
+    data: str | os.PathLike | None = None,
+    fov: str | None = None,
+    fov_mm: float | None = None,
 ) -> "pd.DataFrame":
-    """Evaluate a trained fold folder on its split and write ``results-<part>.csv`` and
-    ``summary-<part>.csv`` beside it.
+    """Evaluate a trained fold folder on its split, or on another dataset's subjects, and write the
+    per-subject results and their summary beside it.
 
     Args:
         run_dir: a fold folder written by ``train_fold``.
         modes: prompt modes to score (default: "none" and the mode the run was trained in). The
             run's own prompt recipe is used for its trained mode, the paper's for the others.
-        part: "val" or "test" (default: test for the standard split, val for k-fold, as the
-            reference code scores k-fold runs).
+        part: "val" or "test" of the run's split (default: test for the standard split, val for
+            k-fold, as the reference code scores k-fold runs); with ``data``: "all" (default), or a
+            part of that dataset's own split.
         adapter: "best" (the epoch with the best validation Dice) or "last".
         progress: True: say what is scored, then a progress bar; "lines": the first only; False: silent.
+        data: another dataset to score the run on ("trained on A, scored on B": 3M -> 6M, OCTA-500 ->
+            a folder dataset, ...); scans of another pixel size are brought to the run's
+            (``samocta.resample``). OCTA-500 subjects the run trained or validated on (the same number in
+            another copy of OCTA-500) are left out.
+        fov, fov_mm: for ``data``, as ``open_dataset`` takes them.
 
     Returns:
-        the per-sample rows of ``evaluate`` plus the run's data_source, model_type, trained_mode,
-        setup, split, part and selection.
+        the per-sample rows of ``evaluate`` plus the run's data_source, model_type, channels,
+        trained_mode, trained_on, scored_on, setup, split, part and selection. Written to
+        ``results-<part>.csv`` (another dataset: ``results-<part>-on-<slug>.csv``) with its summary.
     """
-    from samocta.data import OCTA500, Split
+    from samocta.data import Split, channels_label, dataset_slug, same_dataset
+    from samocta.data import fov_of, id_seed
+    from samocta.data.source import open_for_adapter
     from samocta.files import atomic_write_csv, atomic_write_text
     from samocta.metrics import summarize
     from samocta.model import build_model
-    from samocta.train import TrainConfig
+    from samocta.train import TrainConfig, open_data
 
     adapter_file = runs.adapter(run_dir, adapter)
     run_dir = Path(run_dir)
     config = TrainConfig.from_json(run_dir / runs.CONFIG)
     split = Split.from_json(run_dir / runs.SPLIT)
-    part = part or ("test" if config.split == "standard" and split.test else "val")
     modes = list(modes) if modes is not None else ["none", config.prompt_mode]
     specs = prompt_specs(config.task, list(dict.fromkeys(modes)))
     if config.prompt_mode in specs:  # the run's own recipe for the mode it was trained in
@@ -251,28 +312,66 @@ def evaluate_run(
     model = build_model(config)
     # adapters written before the metadata named the rule and task take them from the run's config
     model.load_adapter(adapter_file, defaults={"mask_rule": config.mask_rule, "task": config.task})
-    index = OCTA500(config.data, config.fov)
+    own = None
+    if data is None:
+        config, own = open_data(config)
+        index = own
+    else:
+        index = open_for_adapter(data, config.channels, fov, fov_mm, label_task=config.task)
+        if Path(config.data).expanduser().is_dir():  # the run's own data, by another path: scored as its own
+            candidate = open_data(config)[1]
+            own = candidate if same_dataset(index, candidate) else None
+    trained_on = model.trained_with.get("dataset") or (own.name if own else str(config.data))
+    cross = own is None
+    if not cross:
+        part = part or ("test" if config.split == "standard" and split.test else "val")
+        if part not in ("val", "test"):
+            raise InputError(f"--part of a run's own data is val or test (its training subjects are not scored); got {part!r}")
+        ids, note = list(getattr(split, part)), ""
+    else:
+        part = part or "all"
+        if part == "all":
+            ids = list(index.ids)
+        else:
+            own_split = index.own_split()
+            if own_split is None or part not in ("train", "val", "test"):
+                raise InputError(f"{index.where} has no split of its own; score --part all of it")
+            ids = list(getattr(own_split, part))
+        # an OCTA-500 subject number the run trained or validated on is the same eye in another copy of
+        # OCTA-500 (the single-projection copy, the other layout): left out; other datasets' numbers are theirs
+        seen = {id_seed(j) for j in split.train + split.val if fov_of(id_seed(j)) is not None}
+        kept = [i for i in ids if id_seed(i) not in seen]
+        note = (f"; {len(ids) - len(kept)} OCTA-500 subject(s) the run trained or validated on left out"
+                if len(kept) < len(ids) else "")
+        ids = kept
+        if not ids:
+            raise InputError(f"no subject of {index.where} is left to score{note}")
+    on = dataset_slug(index) if cross else None
     if progress:
         device = next(model.parameters()).device
-        print(f"scoring {adapter_file} ({config.model}, {config.task}, trained with {config.prompt_mode} prompts) on "
-              f"{len(getattr(split, part))} {part} subjects of {config.data}, prompt modes {', '.join(specs)}, on {device}",
-              flush=True)
+        print(f"scoring {adapter_file} ({config.model}, {config.task}, trained with {config.prompt_mode} prompts on "
+              f"{trained_on}, channels {channels_label(config.channels)}) on {len(ids)} {part} subjects of {index.name} "
+              f"at {index.where}{note}, prompt modes {', '.join(specs)}, on {device}", flush=True)
     results = evaluate(
-        model, index, getattr(split, part), config.task, specs, seed=config.seed, threshold=config.threshold,
+        model, index, ids, config.task, specs, seed=config.seed, threshold=config.threshold,
         fold=config.fold if config.split == "kfold" else "standard",
-        save_dir=runs.masks(run_dir, part) if save_masks else None, progress=progress is True,
+        save_dir=runs.masks(run_dir, part, on) if save_masks else None, progress=progress is True,
     )
-    results["data_source"] = data_source(config.data)
+    results["data_source"] = index.source
     results["model_type"] = config.model
+    results["channels"] = channels_label(config.channels)
     results["trained_mode"] = config.prompt_mode
+    results["trained_on"] = trained_on
+    results["scored_on"] = trained_on if not cross else index.name
     results["setup"] = run_setup(config)
     results["split"] = config.split
     results["part"] = part
     results["selection"] = selection_label(config.split, part, adapter)
-    atomic_write_csv(results, runs.results(run_dir, part), index=False)
-    atomic_write_csv(summarize(results), runs.summary(run_dir, part))
-    atomic_write_text(runs.evaluation(run_dir, part),
-                      json.dumps({"part": part, "ids": getattr(split, part), "modes": list(specs), "adapter": adapter}) + "\n")
+    atomic_write_csv(results, runs.results(run_dir, part, on), index=False)
+    atomic_write_csv(summarize(results), runs.summary(run_dir, part, on))
+    atomic_write_text(runs.evaluation(run_dir, part, on),
+                      json.dumps({"part": part, "ids": ids, "modes": list(specs), "adapter": adapter,
+                                  "data": str(index.where), "scored_on": results["scored_on"].iloc[0] if len(results) else ""}) + "\n")
     return results
 
 
@@ -300,8 +399,9 @@ def paper_tables(results: "pd.DataFrame | Sequence[dict]") -> tuple["pd.DataFram
         hold ``measured_on`` (data and model) and ``note`` (how the scored epoch was chosen).
 
     Raises:
-        ValueError: the results mix data sources or model types, lack ``trained_mode``, or one
-            cell would average runs of different set-ups or epoch selections.
+        ValueError: the results mix data sources, model types or channels, hold rows scored on
+            another dataset than trained on, lack ``trained_mode``, or one cell would average runs
+            of different set-ups or epoch selections.
     """
     import pandas as pd
 
@@ -310,6 +410,10 @@ def paper_tables(results: "pd.DataFrame | Sequence[dict]") -> tuple["pd.DataFram
         raise ValueError("paper_tables needs a trained_mode column (the rows of evaluate_run have it)")
     source = single_value(df, "data_source", "the results")
     model = single_value(df, "model_type", "the results")
+    channels = single_value(df, "channels", "the results") if "channels" in df.columns else "OPL_BM, ILM_OPL, FULL"
+    if {"trained_on", "scored_on"} <= set(df.columns) and (df["trained_on"].astype(str) != df["scored_on"].astype(str)).any():
+        raise ValueError("the results hold scores on another dataset than the one trained on (trained on A, scored on B); "
+                         "the paper's tables take each run's scores on its own data: keep those rows apart")
 
     def cell(rows: "pd.DataFrame", metric: str, what: str) -> float:
         if rows.empty:
@@ -324,7 +428,7 @@ def paper_tables(results: "pd.DataFrame | Sequence[dict]") -> tuple["pd.DataFram
 
     cols = pd.MultiIndex.from_tuples(TABLE1_COLUMNS, names=["task", "FoV", "metric"])
     rows = {name: list(vals) for name, vals in PAPER_TABLE1.items()}
-    rows[f"this run ({source}, {model})"] = [measured("global", t, f, "global", m) for t, f, m in TABLE1_COLUMNS]
+    rows[f"this run ({source}, {model}, channels {channels})"] = [measured("global", t, f, "global", m) for t, f, m in TABLE1_COLUMNS]
     table1 = pd.DataFrame.from_dict(rows, orient="index", columns=cols)
 
     records = []
@@ -343,6 +447,7 @@ def paper_tables(results: "pd.DataFrame | Sequence[dict]") -> tuple["pd.DataFram
         for s in selections
     )
     for table in (table1, table2):
-        table.attrs["measured_on"] = f"{source} data, {model} SAM, each mode's row from models trained in that mode"
+        table.attrs["measured_on"] = (f"{source} data, {model} SAM, channels {channels}, each mode's row from models trained "
+                                      "in that mode")
         table.attrs["note"] = note
     return table1, table2

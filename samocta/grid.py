@@ -82,7 +82,8 @@ def plan(
     Args:
         out: the grid folder; each job's run folder is ``out/<task>-<fov>-<mode>``.
         tasks, fovs: the tasks and fields of view.
-        data: the dataset root of each FoV.
+        data: the dataset root of each FoV (an OCTA-500 tree), or of one folder dataset keyed by its
+            ``fov_label`` (its jobs take no ``--fov``).
         split: "kfold" (``k`` jobs per cell) or "standard" (one).
         train_args: further ``train`` options, the same for every job (``--model``, ``--epochs`` ...).
 
@@ -94,12 +95,15 @@ def plan(
     from samocta.options import given_arguments
     from samocta.train import TrainConfig
 
-    bad = [t for t in tasks if t not in TASKS] + [f for f in fovs if f not in FOVS]
+    bad = [t for t in tasks if t not in TASKS] + [f for f in fovs if f not in FOVS and f not in data]
     if bad or not tasks or not fovs:
         raise GridError(f"--tasks takes some of {','.join(TASKS)} and --fovs some of {','.join(FOVS)}; got {bad or 'none'}")
+    from samocta.data.octa500 import octa500_fovs
+
     missing = [f for f in fovs if not data.get(f)]
     if missing:
         raise GridError(f"no data for {missing}: give --data-{missing[0].lower()} (the OCTA-500 root of that FoV)")
+    octa = {f: bool(octa500_fovs(data[f])) for f in fovs}
     if split not in ("kfold", "standard"):
         raise GridError(f"--split is kfold or standard, got {split!r}")
     reserved = {"--task", "--fov", "--data", "--out", "--split", "--k", "--fold", "--prompt-mode", "--all-folds", "--resume"}
@@ -123,7 +127,7 @@ def plan(
                 run_dir = out / f"{task}-{fov}-{mode}"
                 for fold in folds:
                     name = runs.fold_name(split, fold)
-                    args = ["train", "--data", str(data[fov]), "--fov", fov, "--task", task, "--prompt-mode", mode,
+                    args = ["train", "--data", str(data[fov]), *(["--fov", fov] if octa[fov] else []), "--task", task, "--prompt-mode", mode,
                             "--split", split, "--k", str(k), "--fold", str(fold), "--out", str(run_dir), *train_args]
                     jobs.append(Job(len(jobs), f"{task}-{fov}-{mode}-{name}", task, fov, mode, fold, str(run_dir),
                                     str(run_dir / name), args))

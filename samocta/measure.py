@@ -1,8 +1,9 @@
 """Clinical measurements of a mask in physical units: the FAZ's size and shape, the vessels' density and width.
 
 Pixel size comes from the field of view: OCTA-500's 3M images span 3 mm over 304 px (9.87 µm per
-pixel), 6M images 6 mm over 400 px (15 µm); an image of another size is taken to span the same
-field (``samocta.data.pixel_size_um``).
+pixel), 6M images 6 mm over 400 px (15 µm); any other scan from its width in mm (a folder
+dataset's ``fov_mm``) over its width in pixels (``samocta.data.pixel_size_um``). Without a width in
+mm nothing is measured in mm: ``measure`` refuses, saying how to give it.
 
 FAZ (Krawitz et al., "Acircularity index and axis ratio of the foveal avascular zone in diabetic
 eyes and healthy controls measured by optical coherence tomography angiography", Vision Research
@@ -32,8 +33,15 @@ import numpy as np
 from samocta.data.octa500 import TASKS, pixel_size_um
 from samocta.errors import InputError
 
+# what to tell a user whose scans have no known width in mm
+FOV_MM_HINT = ("measurements in mm need the scans' width: pass --fov-mm (the width of the scan in mm, e.g. 3 for a "
+               "3 x 3 mm scan) or write {\"fov_mm\": 3.0} into a dataset.json beside the images")
+
 FAZ_MEASURES = ("faz_area_mm2", "faz_perimeter_mm", "faz_circularity")
 VESSEL_MEASURES = ("area_density_pct", "skeleton_density_mm_per_mm2", "mean_width_um")
+# the same in pixels, for scans whose width in mm is unknown (circularity and density have no unit)
+PIXEL_MEASURES = {"faz_area_mm2": "faz_area_px", "faz_perimeter_mm": "faz_perimeter_px",
+                  "skeleton_density_mm_per_mm2": "skeleton_density_per_px", "mean_width_um": "mean_width_px"}
 
 
 def _mask(mask: np.ndarray) -> np.ndarray:
@@ -113,16 +121,39 @@ def vessel_measures(mask: np.ndarray, pixel_um: float) -> dict[str, float]:
     }
 
 
-def measure(mask: np.ndarray, task: str, fov: str) -> dict[str, float]:
-    """The measurements clinicians use for one task's mask, in the units of the FoV's pixel size.
+def measure(mask: np.ndarray, task: str, fov: str | float | None) -> dict[str, float]:
+    """The measurements clinicians use for one task's mask, in the units of its pixel size.
 
     Args:
         mask: bool ``(H, W)``.
         task: one of ``TASKS``: "FAZ" gives ``FAZ_MEASURES``, the vessel tasks ``VESSEL_MEASURES``.
-        fov: "3M" or "6M" (3 mm or 6 mm across the image, whatever its pixel count).
+        fov: the image's width: "3M" or "6M" (3 mm or 6 mm across the image, whatever its pixel
+            count), or a number of mm.
+
+    Raises:
+        InputError: ``fov`` is None (the width is unknown; the message says how to give it).
+    """
+    if task not in TASKS:
+        raise InputError(f"unknown task {task!r}; expected one of {TASKS}")
+    if fov is None:
+        raise InputError(FOV_MM_HINT)
+    mask = _mask(mask)
+    pixel_um = pixel_size_um(fov, mask.shape[1])
+    return faz_measures(mask, pixel_um) if task == "FAZ" else vessel_measures(mask, pixel_um)
+
+
+def measure_pixels(mask: np.ndarray, task: str) -> dict[str, float]:
+    """``measure`` in pixel units, for a scan whose width in mm is unknown: FAZ area (px²) and perimeter
+    (px), vessel skeleton length per pixel and mean width (px); circularity and area density as in mm.
+
+    Returns:
+        ``measure``'s values under the names of ``PIXEL_MEASURES`` (unit-free ones unchanged).
     """
     if task not in TASKS:
         raise InputError(f"unknown task {task!r}; expected one of {TASKS}")
     mask = _mask(mask)
-    pixel_um = pixel_size_um(fov, mask.shape[1])
-    return faz_measures(mask, pixel_um) if task == "FAZ" else vessel_measures(mask, pixel_um)
+    # 1 px = 1 mm makes areas px², lengths px and densities per px; the width (in µm) is then 1000 x px
+    values = faz_measures(mask, 1000.0) if task == "FAZ" else vessel_measures(mask, 1000.0)
+    if "mean_width_um" in values:
+        values["mean_width_um"] /= 1000.0
+    return {PIXEL_MEASURES.get(k, k): v for k, v in values.items()}

@@ -97,7 +97,7 @@ class Chapter:
             SetupError: the run exists with other options; the message names them, the run folder
                 and how to start afresh.
         """
-        from samocta.train import TrainConfig, config_differences, read_history
+        from samocta.train import TrainConfig, config_differences, open_data, read_history
 
         base = dict(data=str(self.data_root), fov=self.fov, model=self.model, checkpoint=self.checkpoint,
                     epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, out=str(self.run_dir(name)),
@@ -106,7 +106,8 @@ class Chapter:
         fold_dir = config.fold_dir()
         if (fold_dir / runs.CONFIG).exists():
             done = len(read_history(fold_dir)) if (fold_dir / runs.HISTORY).exists() else 0
-            differ = config_differences(TrainConfig.from_json(fold_dir / runs.CONFIG), config, done)
+            # compared as the run records it: with what the data decides (the FoV, the channels "auto" means)
+            differ = config_differences(TrainConfig.from_json(fold_dir / runs.CONFIG), open_data(config)[0], done)
             if differ:
                 raise SetupError(
                     f"{fold_dir} holds a run made with other options: {'; '.join(differ)}. Set the parameters back "

@@ -3,21 +3,26 @@ files ``python -m samocta predict`` writes.
 
 A fine-tuned adapter describes itself (model type, LoRA settings, mask rule, task, FoV, how it was
 trained), so a prediction needs only the adapter, the base checkpoint for the official models,
-and the scans. Masks are written in the OCTA-500 label convention: 8-bit PNGs with 0 and 255, the
-size and orientation of the projections, one folder per task named as OCTA-500 names it.
+and the scans, in whatever form they come (an OCTA-500 tree, a folder dataset, a plain folder of
+images) and at whatever size: each scan is brought to the pixel size the adapter was trained at
+(``samocta.resample``). Masks are written in the OCTA-500 label convention: 8-bit PNGs with 0 and
+255, the size and orientation of the scan, one folder per task named as OCTA-500 names it.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
 from samocta import runs
-from samocta.data.octa500 import FOV_SIZE, LAYERS, TASK_FOLDERS
+from samocta.data.ids import SampleId
+from samocta.data.octa500 import LAYERS, TASK_FOLDERS
 from samocta.errors import InputError, SamOctaError
 
 if TYPE_CHECKING:
@@ -56,63 +61,78 @@ def load_model(adapter: str | os.PathLike, checkpoint: str | None = None, device
 
 def predict(
     model: "PromptableSam",
-    images: np.ndarray,
+    images: np.ndarray | Sequence[np.ndarray],
     prompts: str | Sequence[Points] = "none",
     threshold: float = 0.5,
     seed: int = 0,
-) -> np.ndarray:
-    """Masks for images without labels; one image embedding per image, reused by both passes of "auto".
+    pixel_um: float | Sequence[float | None] | None = None,
+) -> np.ndarray | list[np.ndarray]:
+    """Masks for images without labels, each at its own size; one embedding per view, reused by both passes of "auto".
+
+    A scan of another pixel size than the adapter's training images is brought to the training
+    pixel size and its mask comes back at the scan's own size (``samocta.resample``).
 
     Args:
         model: a ``PromptableSam``/``LoRASam`` (decodes with its own mask rule).
-        images: uint8 ``(B, H, W, 3)`` (or one ``(H, W, 3)``), channels in ``LAYERS`` order.
+        images: uint8 ``(B, H, W, 3)`` (or one ``(H, W, 3)``, or a list of images of different
+            sizes), SAM's three channels as the adapter was trained with them.
         prompts: "none" (SAM's padding point only), "auto" (points from the model's own confident
             regions, see ``samocta.evaluate.auto_prompt``), or one ``(coords, labels)`` per image
-            (e.g. clicked points).
+            (e.g. clicked points; ``(x, y)`` in the image's own pixels, centres at ``i + 0.5``).
         threshold: on probabilities.
         seed: of the automatic prompts' draws (image i uses ``(seed, i)``).
+        pixel_um: the images' pixel size in µm (one for all, or one per image; None: unknown,
+            which is refused for an image whose size differs from the adapter's training images).
 
     Returns:
-        bool ``(B, H, W)`` (or ``(H, W)`` for one image).
+        bool ``(B, H, W)`` (or ``(H, W)`` for one image; a list for images of different sizes).
     """
     import torch
 
-    from samocta.evaluate import auto_prompt, prompt_specs
+    from samocta.evaluate import decode_auto, decode_points, prompt_specs, scan_views
+    from samocta.model.promptable import binarize
 
-    images = np.asarray(images)
-    single = images.ndim == 3
-    batch = images[None] if single else images
+    single = isinstance(images, np.ndarray) and images.ndim == 3
+    batch = [np.asarray(images)] if single else [np.asarray(i) for i in images]
     if isinstance(prompts, str):
         if prompts not in PROMPTS:
             raise InputError(f"prompts must be one of {PROMPTS} or a list of (coords, labels), got {prompts!r}")
     elif len(prompts) != len(batch):
         raise InputError(f"need one prompt per image: {len(batch)} images, {len(prompts)} prompts")
+    sizes = pixel_um if isinstance(pixel_um, (list, tuple)) else [pixel_um] * len(batch)
     masks = []
     with torch.inference_mode():
         model.eval()
         for i, image in enumerate(batch):
-            embedding = model.embed(image[None])
+            if image.ndim != 3 or image.shape[-1] != 3:
+                raise InputError(f"images must be (H, W, 3) uint8, got {image.shape} for image {i}")
+            resampling, embeddings = scan_views(model, image, sizes[i], f"image {i} ({image.shape[1]} x {image.shape[0]} px)")
             if prompts == "auto":  # the recipe evaluate scores "auto" with
                 spec = prompt_specs(getattr(model, "task", None), ["auto"])["auto"]
-                mask = auto_prompt(model, embedding, spec, np.random.default_rng([seed, i]), threshold)[2]
+                logits = decode_auto(model, resampling, embeddings, spec, np.random.default_rng([seed, i]))[2]
             elif prompts == "none":
-                mask = model.decode_unprompted(embedding).masks(threshold)[0]
+                logits = decode_points(model, resampling, embeddings, np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
             else:
                 coords, labels = prompts[i]
-                mask = model.decode(embedding, [coords], [labels]).masks(threshold)[0]
-            masks.append(mask)
-    out = np.stack(masks)
-    return out[0] if single else out
+                logits = decode_points(model, resampling, embeddings, coords, labels)
+            masks.append(binarize(logits, threshold)[0])
+    if single:
+        return masks[0]
+    return np.stack(masks) if len({m.shape for m in masks}) <= 1 else masks
 
 
-def read_clicks(path: str | os.PathLike, ids: Sequence[int], size: tuple[int, int]) -> dict[int, Points]:
+def read_clicks(path: str | os.PathLike, ids: Sequence, size: tuple[int, int] | Mapping) -> dict:
     """Clicked points per subject from JSON: ``{"<id>": {"points": [[x, y], ...], "labels": [1, 0, ...]}}``
     (each value as the click widget saves it), or one such object when there is one subject.
+
+    Args:
+        ids: the subjects' ids; size: the ``(H, W)`` the points lie on, one for all or a mapping by id.
 
     Raises:
         PredictError: unreadable JSON, ids that are not among the scans (named), or points that are
             not on the image or labels other than 0 and 1.
     """
+    from samocta.data.ids import parse_id
     from samocta.widgets import PromptState
 
     path = Path(path)
@@ -127,81 +147,110 @@ def read_clicks(path: str | os.PathLike, ids: Sequence[int], size: tuple[int, in
         raw = {str(ids[0]): raw}
     if not isinstance(raw, dict):
         raise PredictError(f"{path}: expected an object keyed by subject id")
-    unknown = sorted(k for k in raw if not k.isdigit() or int(k) not in ids)
+    keyed = {key: parse_id(key, ids) for key in raw}
+    unknown = sorted(k for k, sid in keyed.items() if sid is None)
     if unknown:
         raise PredictError(f"{path} names subjects that are not among the scans: {unknown[:10]}")
     clicks = {}
     for key, value in raw.items():
+        sid = keyed[key]
+        shape = size[sid] if isinstance(size, Mapping) else size
         try:
             state = PromptState.from_defaults([(x, y, lab) for (x, y), lab in zip(value["points"], value["labels"], strict=True)],
-                                              size=size)
+                                              size=shape)
         except (KeyError, TypeError, ValueError) as exc:
             raise PredictError(f"{path}: subject {key}: {exc}") from None
-        clicks[int(key)] = state.as_arrays()
+        clicks[sid] = state.as_arrays()
     return clicks
 
 
-def read_scans(source: str | os.PathLike, fov: str, ids: Sequence[int] | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """``(id, image)`` of each subject: from an OCTA-500 root (either layout; labels not needed), or
-    from a folder of ``<id>_OPL_BM``, ``<id>_ILM_OPL`` and ``<id>_FULL`` images (.png or .bmp).
+@dataclass
+class Scan:
+    """One scan to segment: its id (OCTA-500 number or file stem), SAM's channels, its width in mm (None: unknown)."""
+
+    id: SampleId
+    image: np.ndarray
+    fov_mm: float | None
+
+    @property
+    def pixel_um(self) -> float | None:
+        return None if self.fov_mm is None else self.fov_mm * 1000.0 / self.image.shape[1]
+
+
+def read_scans(
+    source: str | os.PathLike,
+    fov: str | None = None,
+    ids: Sequence[str] | None = None,
+    fov_mm: float | None = None,
+    channels: str = ",".join(LAYERS),
+) -> list[Scan]:
+    """The scans of ``source``, their channels filled as an adapter trained with ``channels`` needs:
+    an OCTA-500 root (either layout), a folder dataset or a plain folder of images (labels not
+    needed: ``samocta.data.open_dataset``), or a folder of ``<id>_OPL_BM``, ``<id>_ILM_OPL`` and
+    ``<id>_FULL`` images.
+
+    Args:
+        ids: the subjects to read, as text (default all).
+        fov, fov_mm: as ``open_dataset`` takes them (fov_mm: the scans' width, for a folder).
 
     Raises:
-        PredictError / DatasetError: a missing or unreadable projection, named with its path.
+        PredictError / DatasetError: a missing or unreadable projection, named with its path, or a
+            projection the adapter needs that the scans lack.
     """
-    from samocta.data import OCTA500, DatasetError, read_grey
+    from samocta.data import DatasetError, read_grey
+    from samocta.data.channels import parse_channels
+    from samocta.data.ids import parse_id, sorted_ids
+    from samocta.data.octa500 import FOV_MM
+    from samocta.data.source import open_for_adapter
 
     source = Path(source)
+    names = parse_channels(channels)
     flat = sorted(source.glob("*_FULL.*")) if source.is_dir() else []
     if flat:
-        found = {int(p.name.split("_FULL")[0]): p.suffix for p in flat if p.name.split("_FULL")[0].isdigit()}
-        wanted = list(ids) if ids else sorted(found)
-        for sid in wanted:
-            if sid not in found:
-                raise PredictError(f"{source}: no {sid}_FULL image")
-            layers = [source / f"{sid}_{layer}{found[sid]}" for layer in LAYERS]
-            yield sid, np.stack([read_grey(p) for p in layers], axis=-1)
-        return
+        found = {p.name.split("_FULL")[0]: p.suffix for p in flat}
+        wanted = list(ids) if ids else sorted_ids(found)
+        if fov_mm is None and fov in FOV_MM:
+            fov_mm = FOV_MM[fov]
+        scans = []
+        for stem in wanted:
+            if stem not in found:
+                raise PredictError(f"{source}: no {stem}_FULL image")
+            layers = {layer: read_grey(source / f"{stem}_{layer}{found[stem]}") for layer in dict.fromkeys(names)}
+            sid = int(stem) if stem.isascii() and stem.isdigit() else stem
+            scans.append(Scan(sid, np.stack([layers[n] for n in names], axis=-1), fov_mm))
+        return scans
     try:
-        index = OCTA500(source, fov)
+        index = open_for_adapter(source, channels, fov, fov_mm)
     except DatasetError as exc:
         raise PredictError(f"{exc}; or give a folder of <id>_OPL_BM, <id>_ILM_OPL and <id>_FULL images") from None
-    missing = [i for i in (ids or []) if i not in index.ids]
-    if missing:
-        raise PredictError(f"ids not found under {index.fov_dir}: {missing[:10]}")
-    for sid in ids or index.ids:
-        yield sid, index.load(sid, tasks=(), check_orientation=False).image
+    chosen = list(index.ids)
+    if ids:
+        chosen = [parse_id(str(i), index.ids) for i in ids]
+        missing = [i for i, sid in zip(ids, chosen) if sid is None]
+        if missing:
+            raise PredictError(f"ids not found under {index.where}: {missing[:10]}")
+    return [Scan(sid, index.load(sid, tasks=(), check_orientation=False).image, index.fov_mm) for sid in chosen]
 
 
-def write_outputs(out: Path, sid: int, task: str, image: np.ndarray, mask: np.ndarray) -> None:
-    """The mask (``<out>/<GT folder>/<id>.png``, 0/255) and an overlay on FULL (``<out>/overlays/<id>.png``)."""
+def write_outputs(out: Path, sid: SampleId, task: str, image: np.ndarray, mask: np.ndarray, channels: Sequence[str] = LAYERS) -> None:
+    """The mask (``<out>/<GT folder>/<id>.png``, 0/255, at the scan's size) and an overlay on FULL (or the
+    middle channel; ``<out>/overlays/<id>.png``)."""
     from PIL import Image
 
     from samocta.data import write_grey
     from samocta.files import atomic_write
 
     write_grey(out / TASK_FOLDERS[task] / f"{sid}.png", mask)
-    rgb = np.repeat(image[..., LAYERS.index("FULL"), None].astype(np.float32), 3, axis=-1)
+    shown = list(channels).index("FULL") if "FULL" in channels else 1
+    rgb = np.repeat(image[..., shown, None].astype(np.float32), 3, axis=-1)
     rgb[mask] = 0.55 * rgb[mask] + 0.45 * np.array([30.0, 144.0, 255.0])  # the book's mask blue
     overlay = Image.fromarray(rgb.astype(np.uint8), "RGB")
     atomic_write(out / "overlays" / f"{sid}.png", lambda fh: overlay.save(fh, "PNG"), sync=False)
 
 
-def trained_size(model: "LoRASam", fov: str) -> tuple[int, int]:
-    """The ``(H, W)`` an adapter was trained on (recorded with it), else the FoV's OCTA-500 size."""
-    recorded = getattr(model, "trained_with", {}).get("image_size")
-    if recorded:
-        h, w = recorded.split("x")
-        return int(h), int(w)
-    return FOV_SIZE[fov], FOV_SIZE[fov]
-
-
-def check_size(image: np.ndarray, expected: tuple[int, int], where: str) -> None:
-    """Refuse an image of another size than the adapter was trained on (documented choice: a resize
-    would change the vessels' width in pixels, which the adapter learnt, and the measurements'
-    pixel size); both sizes are named."""
-    if image.shape[:2] != tuple(expected):
-        raise PredictError(f"{where}: the image is {image.shape[1]} x {image.shape[0]} px; the adapter was trained on "
-                           f"{expected[1]} x {expected[0]} px images (resize the projections, or use an adapter of their size)")
+def adapter_channels(model: "LoRASam") -> str:
+    """The channels an adapter was trained with (adapters from before the option: the paper's three)."""
+    return getattr(model, "trained_with", {}).get("channels") or ",".join(LAYERS)
 
 
 def predict_scans(
@@ -209,21 +258,28 @@ def predict_scans(
     source: str | os.PathLike,
     out: str | os.PathLike,
     prompts: str = "none",
-    ids: Sequence[int] | None = None,
+    ids: Sequence[str] | None = None,
     fov: str | None = None,
     threshold: float = 0.5,
     overwrite: bool = False,
     progress: bool = True,
+    fov_mm: float | None = None,
 ) -> "pd.DataFrame":
     """What ``python -m samocta predict`` does: every scan of ``source`` segmented, its mask and overlay
     written under ``out`` (``write_outputs``), and ``out/measurements.csv`` (``samocta.measure``).
 
+    Scans of any size: each is brought to the pixel size the adapter was trained at and its mask
+    written at the scan's own size, its measurements in the scan's own pixel size. A scan whose
+    width in mm is unknown is segmented at the adapter's scale only if it has the adapter's size,
+    and measured in pixels (the table says so; the mm columns are left out).
+
     Args:
-        model: from ``load_model`` (its task and FoV come from the adapter).
+        model: from ``load_model`` (its task, channels and training images come from the adapter).
         source: see ``read_scans``.
         prompts: "none", "auto", or a JSON file of clicked points (``read_clicks``); subjects
             without clicks in it are segmented without prompts, and the table says so.
-        ids: the subjects (default all); fov: must match the adapter's (default: the adapter's).
+        ids: the subjects (default all); fov: the part of an OCTA-500 tree (default: the adapter's
+            when the tree has it); fov_mm: a folder's scan width in mm.
         overwrite: replace existing outputs (otherwise refused).
 
     Returns:
@@ -232,37 +288,45 @@ def predict_scans(
     import pandas as pd
     from tqdm.auto import tqdm
 
+    from samocta.data.channels import channels_label, parse_channels
+    from samocta.data.octa500 import octa500_fovs
     from samocta.files import atomic_write_csv
-    from samocta.measure import measure
+    from samocta.measure import FOV_MM_HINT, measure, measure_pixels
+    from samocta.resample import frame_of, plan_resampling
 
     task, trained_fov = model.task, model.trained_with.get("fov")
     if task is None:
         raise PredictError("the adapter names no task; train it with samocta train")
-    if trained_fov and fov and fov != trained_fov:
-        raise PredictError(f"the adapter was trained on {trained_fov} scans; --fov {fov} does not match it")
-    fov = trained_fov or fov
-    if fov is None:
-        raise PredictError("the adapter does not record its field of view; pass --fov 3M or --fov 6M")
+    if fov is None and trained_fov in octa500_fovs(source):
+        fov = trained_fov
     out = Path(out)
-    scans = list(read_scans(source, fov, ids))
-    outputs = [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{sid}.png" for sid, _ in scans)]
+    channels = adapter_channels(model)
+    scans = read_scans(source, fov, ids, fov_mm, channels)
+    outputs = [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{scan.id}.png" for scan in scans)]
     clash = [path for path in outputs if path.exists()]
     if clash and not overwrite:
         raise PredictError(f"{clash[0]} exists (and {len(clash) - 1} more outputs); pass --overwrite to replace them, "
                            "or choose another --out")
-    size = trained_size(model, fov)
-    clicks = read_clicks(prompts, [sid for sid, _ in scans], size) if prompts not in PROMPTS else {}
+    frame = frame_of(model.trained_with)
+    plans = {scan.id: plan_resampling(scan.image.shape[:2], scan.pixel_um, frame, f"subject {scan.id}") for scan in scans}
+    clicks = read_clicks(prompts, [s.id for s in scans], {s.id: s.image.shape[:2] for s in scans}) if prompts not in PROMPTS else {}
+    if any(scan.fov_mm is None for scan in scans):
+        print(f"note: {FOV_MM_HINT}; the scans are measured in pixels", file=sys.stderr)
+    names = parse_channels(channels)
     rows = []
-    for sid, image in tqdm(scans, desc=f"predict {task} ({prompts})", disable=not progress):
-        check_size(image, size, f"subject {sid}")
+    for scan in tqdm(scans, desc=f"predict {task} ({prompts})", disable=not progress):
         if prompts in PROMPTS:
-            mask, used = predict(model, image, prompts, threshold), prompts
-        elif sid in clicks:
-            mask, used = predict(model, image, [clicks[sid]], threshold), f"clicked ({len(clicks[sid][1])} points)"
+            mask, used = predict(model, scan.image, prompts, threshold, pixel_um=scan.pixel_um), prompts
+        elif scan.id in clicks:
+            mask = predict(model, scan.image, [clicks[scan.id]], threshold, pixel_um=scan.pixel_um)
+            used = f"clicked ({len(clicks[scan.id][1])} points)"
         else:
-            mask, used = predict(model, image, "none", threshold), "none (no clicks for this subject)"
-        write_outputs(out, sid, task, image, mask)
-        rows.append({"id": sid, "task": task, "fov": fov, "prompts": used, **measure(mask, task, fov)})
+            mask, used = predict(model, scan.image, "none", threshold, pixel_um=scan.pixel_um), "none (no clicks for this subject)"
+        write_outputs(out, scan.id, task, scan.image, mask, names)
+        measures = measure(mask, task, scan.fov_mm) if scan.fov_mm is not None else measure_pixels(mask, task)
+        rows.append({"id": scan.id, "task": task, "size": f"{scan.image.shape[0]}x{scan.image.shape[1]}",
+                     "pixel_um": scan.pixel_um, "channels": channels_label(names), "shown": plans[scan.id].describe(),
+                     "prompts": used, **measures})
     table = pd.DataFrame(rows)
     atomic_write_csv(table, out / "measurements.csv", index=False)
     return table

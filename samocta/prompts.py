@@ -427,13 +427,16 @@ class PromptSpec:
         )
 
 
-def fixed_rng(seed: int, sample_id: int) -> np.random.Generator:
-    """The generator of a subject's fixed evaluation prompt: same (seed, id), same points, every run."""
-    return np.random.default_rng([int(seed), int(sample_id)])
+def fixed_rng(seed: int, sample_id: int | str) -> np.random.Generator:
+    """The generator of a subject's fixed evaluation prompt: same (seed, id), same points, every run
+    (a folder dataset's stem keys it through ``samocta.data.ids.id_seed``)."""
+    from samocta.data.ids import id_seed
+
+    return np.random.default_rng([int(seed), id_seed(sample_id)])
 
 
 def evaluation_prompt(
-    spec: PromptSpec, sample_id: int, mask: np.ndarray, labels: dict[str, np.ndarray] | None = None, seed: int = 0
+    spec: PromptSpec, sample_id: int | str, mask: np.ndarray, labels: dict[str, np.ndarray] | None = None, seed: int = 0
 ) -> Prompt:
     """The fixed prompt of one subject for validation and test (it never changes between runs)."""
     return spec(mask, fixed_rng(seed, sample_id), labels=labels)

@@ -9,10 +9,12 @@ subjects, or the test subjects of the standard split), then writes
 - ``report-summary.csv``: per task, FoV, trained mode and scored mode the mean and standard
   deviation over folds, a 95 % bootstrap confidence interval of the mean over subjects, and the
   number of folds and subjects behind them;
-- ``report.md``: Table 1 and Table 2 in the paper's layout with those figures, and the jobs that
-  are missing or failed.
+- ``report.md``: Table 1 and Table 2 in the paper's layout with those figures, the jobs that are
+  missing or failed, and, for jobs also scored on other datasets (``evaluate --data``), a table of
+  those scores, each row labelled "trained on A, scored on B" (``report-across.csv``).
 
-Cells no finished job fills stay empty; nothing is averaged across trained modes, models or data.
+Cells no finished job fills stay empty; nothing is averaged across trained modes, models, channels
+or data, and a score on another dataset never enters the paper's tables.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class Report:
     summary: "pd.DataFrame"  # noqa: F821
     unfinished: dict[str, str]
     markdown: str
+    across: "pd.DataFrame | None" = None  # noqa: F821 - scores on other datasets, "trained on A, scored on B"
 
 
 def bootstrap_ci(values: np.ndarray, n: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:
@@ -65,6 +68,32 @@ def _scored(job: grid.Job) -> "pd.DataFrame":
     return results.assign(job=job.id, job_fold=job.fold)
 
 
+def _across(job: grid.Job) -> list["pd.DataFrame"]:
+    """A finished job's scores on other datasets (``results-<part>-on-<data>.csv``), as written by ``evaluate --data``."""
+    import pandas as pd
+
+    return [pd.read_csv(path).assign(job=job.id, job_fold=job.fold) for path in runs.cross_results(job.fold_dir)]
+
+
+def across_table(frames: list["pd.DataFrame"], n_bootstrap: int, seed: int) -> "pd.DataFrame":
+    """Per (trained on, scored on, task, trained mode, scored mode): mean and spread over folds, the
+    bootstrap interval over subjects, and the counts."""
+    import pandas as pd
+
+    if not frames:
+        return pd.DataFrame(columns=["trained_on", "scored_on", "task", "trained_mode", "mode"])
+    df = pd.concat(frames, ignore_index=True)
+    rows = []
+    for key, part in df.groupby(["trained_on", "scored_on", "task", "trained_mode", "mode"], sort=False):
+        folds = part.groupby("job")["dice"].mean()
+        low, high = bootstrap_ci(part["dice"].to_numpy(), n_bootstrap, seed)
+        rows.append(dict(zip(["trained_on", "scored_on", "task", "trained_mode", "mode"], key),
+                         channels=str(part["channels"].iloc[0]) if "channels" in part else "", dice_mean=folds.mean(),
+                         dice_std=folds.std(ddof=1) if len(folds) > 1 else np.nan, dice_ci_low=low, dice_ci_high=high,
+                         jaccard_mean=part.groupby("job")["jaccard"].mean().mean(), n_folds=len(folds), n_subjects=len(part)))
+    return pd.DataFrame(rows)
+
+
 def _cell(value: float, std: float, low: float, high: float, folds: int) -> str:
     if np.isnan(value):
         return ""
@@ -80,7 +109,7 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
 
     out = Path(out)
     jobs = grid.load(out)
-    per_subject, rows, unfinished = [], [], {}
+    per_subject, rows, unfinished, across = [], [], {}, []
     for job in jobs:
         state = grid.status(job)
         if state != "finished":
@@ -90,6 +119,7 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
                              "fold": job.fold, "state": state})
             continue
         results = _scored(job)
+        across += _across(job)
         if progress:
             print(f"scored {job.id}", flush=True)
         per_subject.append(results)
@@ -104,6 +134,8 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
     scored = pd.concat(per_subject, ignore_index=True) if per_subject else pd.DataFrame(columns=[*KEYS, *METRICS])
     source = single_value(scored, "data_source", "the grid") if len(scored) else "no"
     model = single_value(scored, "model_type", "the grid") if len(scored) else "no"
+    channels = single_value(scored, "channels", "the grid") if "channels" in scored.columns and len(scored) else "OPL_BM, ILM_OPL, FULL"
+    across_df = across_table(across, n_bootstrap, seed)
 
     summary_rows = []
     for key, planned in per_fold.groupby(KEYS, sort=False):
@@ -131,7 +163,7 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
     table1 = ["| method | " + " | ".join(f"{t} {f} {m}" for t, f, m in TABLE1_COLUMNS) + " |",
               "|---|" + "---|" * len(TABLE1_COLUMNS)]
     table1 += [f"| {name} | " + " | ".join(f"{v:.4f}" for v in values) + " |" for name, values in PAPER_TABLE1.items()]
-    table1.append(f"| this grid ({source} data, {model} SAM) | "
+    table1.append(f"| this grid ({source} data, {model} SAM, channels {channels}) | "
                   + " | ".join(cell(t, f, "global", "global", m) for t, f, m in TABLE1_COLUMNS) + " |")
     table2 = ["| trained and scored mode | task | metric | paper 3M × | paper 3M ✓ | 3M × | 3M ✓ | paper 6M × | paper 6M ✓ | 6M × | 6M ✓ |",
               "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -142,7 +174,8 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
     lines = [
         f"# Grid report: {out.name}",
         "",
-        f"{len(jobs) - len(unfinished)} of {len(jobs)} jobs finished and scored; {source} data, {model} SAM. Each cell: the "
+        f"{len(jobs) - len(unfinished)} of {len(jobs)} jobs finished and scored; {source} data, {model} SAM, channels "
+        f"{channels}. Each cell: the "
         "mean over folds ± the standard deviation over folds [95 % bootstrap confidence interval of the mean over "
         f"subjects, {n_bootstrap} resamples, seed {seed}]; × without prompts, ✓ with the prompts of the mode the row's "
         "models were trained in. Empty: no finished job for that cell.",
@@ -161,9 +194,22 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
         "",
         *([f"- {job_id}: {state}" for job_id, state in unfinished.items()] or ["none"]),
         "",
+        "## Across datasets",
+        "",
+        *(["Finished jobs scored on another dataset than the one they were trained on (evaluate --data); Dice: mean over "
+           "folds ± std over folds [95 % bootstrap interval over subjects]. These never enter the tables above.", "",
+           "| trained on, scored on | task | trained / scored mode | channels | Dice | Jaccard | folds | subjects |",
+           "|---|---|---|---|---|---|---|---|"]
+          + [f"| trained on {r.trained_on}, scored on {r.scored_on} | {r.task} | {r.trained_mode} / {r.mode} | {r.channels} | "
+             f"{_cell(r.dice_mean, r.dice_std, r.dice_ci_low, r.dice_ci_high, int(r.n_folds))} | {r.jaccard_mean:.4f} | "
+             f"{int(r.n_folds)} | {int(r.n_subjects)} |" for r in across_df.itertuples()]
+          if len(across_df) else ["none (score a finished job on another dataset with python -m samocta evaluate --run FOLD "
+                                  "--data OTHER)"]),
+        "",
     ]
     markdown = "\n".join(lines)
     atomic_write_csv(per_fold, out / "report-per-fold.csv", index=False)
     atomic_write_csv(summary, out / "report-summary.csv", index=False)
+    atomic_write_csv(across_df, out / "report-across.csv", index=False)
     atomic_write_text(out / "report.md", markdown)
-    return Report(per_fold, summary, unfinished, markdown)
+    return Report(per_fold, summary, unfinished, markdown, across_df)

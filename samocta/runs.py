@@ -13,6 +13,8 @@ A run folder (``TrainConfig.out``) holds one fold folder per trained fold (``fol
     summary-<part>.csv       their summary
     evaluation-<part>.json   what was evaluated: subjects, modes, adapter
     masks-<part>/<mode>/     predicted masks, when asked for
+    results-<part>-on-<data>.csv (and summary-, evaluation-, masks-): the same for another dataset
+                             (``evaluate --data``; <data> is ``samocta.data.dataset_slug``)
 """
 
 from __future__ import annotations
@@ -40,20 +42,30 @@ def adapter(fold_dir: str | os.PathLike, which: Which = "best") -> Path:
     return Path(fold_dir) / f"adapter_{which}.safetensors"
 
 
-def results(fold_dir: str | os.PathLike, part: str) -> Path:
-    return Path(fold_dir) / f"results-{part}.csv"
+def _scored(part: str, on: str | None) -> str:
+    return part if on is None else f"{part}-on-{on}"
 
 
-def summary(fold_dir: str | os.PathLike, part: str) -> Path:
-    return Path(fold_dir) / f"summary-{part}.csv"
+def results(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
+    """Per-subject scores of the run's ``part``, or of another dataset's (``on``: its slug)."""
+    return Path(fold_dir) / f"results-{_scored(part, on)}.csv"
 
 
-def evaluation(fold_dir: str | os.PathLike, part: str) -> Path:
-    return Path(fold_dir) / f"evaluation-{part}.json"
+def summary(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
+    return Path(fold_dir) / f"summary-{_scored(part, on)}.csv"
 
 
-def masks(fold_dir: str | os.PathLike, part: str) -> Path:
-    return Path(fold_dir) / f"masks-{part}"
+def evaluation(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
+    return Path(fold_dir) / f"evaluation-{_scored(part, on)}.json"
+
+
+def masks(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
+    return Path(fold_dir) / f"masks-{_scored(part, on)}"
+
+
+def cross_results(fold_dir: str | os.PathLike) -> list[Path]:
+    """The results files of the fold scored on other datasets (``results-<part>-on-<data>.csv``)."""
+    return sorted(Path(fold_dir).glob("results-*-on-*.csv"))
 
 
 def is_fold(path: str | os.PathLike) -> bool:

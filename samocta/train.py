@@ -15,7 +15,7 @@ import os
 import time
 import typing
 import warnings
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -32,7 +32,7 @@ from samocta.options import check_fields, flag_of, option
 from samocta.prompts import Mode
 
 if TYPE_CHECKING:
-    from samocta.data import OCTA500, Sample, SegmentationDataset, Split
+    from samocta.data import Dataset, Sample, SegmentationDataset, Split
     from samocta.model import LoRASam
     from samocta.model.speed import Precision
     from samocta.prompts import PromptSpec
@@ -48,11 +48,13 @@ PRESET_CHOICES = {
     "reference_code": {"loss_preset": "reference_code", "augment": "reference_code", "mask_rule": "single"},
 }
 # Salt of the per-epoch stream that orders batches and draws the no-prompt samples. The dataset's
-# streams are keyed (seed, epoch, subject id) for prompts and (seed, epoch, id, 1) for
-# augmentation; OCTA-500 ids are 10001-10500, so this key (seed, epoch, 0xBA7C4 = 763844) can never
-# coincide with a subject's, and the batch order stays independent of every subject's draws.
+# streams are keyed (seed, epoch, id_seed(subject)) for prompts and (seed, epoch, id_seed, 1) for
+# augmentation; OCTA-500 ids are 10001-10500 and a folder dataset's stems hash to 2**62 and up, so
+# this key (seed, epoch, 0xBA7C4 = 763844) coincides with no subject's but a stem "763844", and the
+# batch order stays independent of every subject's draws.
 # (Pretraining keys its batches (seed, step): a separate process with its own seed.)
 BATCH_ORDER_SALT = 0xBA7C4
+PAPER_CHANNELS = ("OPL_BM", "ILM_OPL", "FULL")
 
 
 class TrainingError(SamOctaError, RuntimeError):
@@ -68,8 +70,15 @@ class TrainConfig:
     so the Python API and the command line refuse the same things with the same message.
     """
 
-    data: str = option("", "dataset root: OCTA-500 or synthetic, either layout (the dataset folder or its parent)")
-    fov: Fov = option("3M", "field of view")
+    data: str = option("", "dataset root: an OCTA-500 tree (either layout; the dataset folder or its parent) or a folder "
+                           "dataset of your own (images/ with labels/<TASK>/ or label/; see 'Using your own data')")
+    fov: Fov | None = option(None, "field of view of an OCTA-500 tree (none: the one it holds); a folder dataset has "
+                                   "none: give its width with --fov-mm")
+    fov_mm: float | None = option(None, "the scans' width in mm for a folder dataset whose dataset.json does not say it "
+                                        "(none: unknown, measurements in mm are refused)", above=0, maximum=50)
+    channels: str = option("auto", "what fills SAM's three input channels: auto (OCTA-500's three projections, a "
+                                   "folder's own three or its one repeated), one projection name (repeated), or three "
+                                   "names separated by commas (e.g. OPL_BM,ILM_OPL,FULL)")
     task: Task = option("FAZ", "segmentation task")
     split: SplitKind = option("standard", "standard: the IPN-V2 train/val/test split; kfold: fold --fold of --k folds")
     k: int = option(10, "number of folds of --split kfold", minimum=2)
@@ -113,6 +122,9 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
+        from samocta.data.channels import parse_channels
+
+        parse_channels(self.channels)  # the spelling now; whether the data has them when the run opens it
         if self.split == "kfold" and self.fold >= self.k:
             raise TrainingError(f"fold (--fold) must be 0 .. {self.k - 1} with --k {self.k}; got {self.fold}")
         if self.model != "tiny" and not self.checkpoint:
@@ -137,6 +149,7 @@ class TrainConfig:
             raw["mask_rule"] = "most_confident" if raw["multimask"] else "single"
         if raw.get("model", "tiny") != "tiny" and not raw.get("checkpoint"):
             raw["checkpoint"] = "random"  # what no checkpoint meant for the official types before it had to be said
+        raw.setdefault("channels", ",".join(PAPER_CHANNELS))  # runs made before the option filled them as the paper
         known = {f.name for f in fields(cls)}  # "prompts" is derived, not read back
         return cls(**{k: v for k, v in raw.items() if k in known})
 
@@ -174,14 +187,31 @@ class FoldResult:
     history: list[dict[str, float]] = field(default_factory=list)
 
 
-def make_split(config: TrainConfig, ids: list[int]) -> "Split":
-    """The config's split restricted to the ids present."""
-    from samocta.data import kfold_split, standard_split
+def make_split(config: TrainConfig, index: "Dataset") -> "Split":
+    """The config's split of the subjects present: the data's own (OCTA-500's standard split, a folder
+    dataset's split folders or dataset.json) or fold ``fold`` of a seeded k-fold split."""
+    from samocta.data import kfold_split
 
-    split = standard_split(config.fov, available=ids) if config.split == "standard" else kfold_split(ids, config.k, config.split_seed)[config.fold]
+    if config.split == "kfold":
+        split = kfold_split(index.ids, config.k, config.split_seed)[config.fold]
+    else:
+        split = index.own_split()
+        if split is None:
+            raise TrainingError(f"{index.where} comes with no split (no train/val/test folders, no split in its dataset.json): "
+                                "train with --split kfold, or add one")
     if not split.train or not split.val:
-        raise TrainingError(f"split {split.name} leaves no training or validation subjects among {len(ids)} ids")
+        raise TrainingError(f"split {split.name} leaves no training or validation subjects among {len(index.ids)} ids")
     return split
+
+
+def open_data(config: TrainConfig) -> tuple[TrainConfig, "Dataset"]:
+    """The run's dataset, and the config with what the data decides filled in: the OCTA-500 FoV a tree
+    holds (when ``fov`` is none) and the channels "auto" stands for, as ``config.json`` records them."""
+    from samocta.data import channels_text, open_dataset
+
+    index = open_dataset(config.data, config.fov, config.channels, config.fov_mm, label_task=config.task)
+    fov = index.fov if index.kind == "OCTA-500" else None
+    return replace(config, fov=fov, channels=channels_text(index.channels)), index
 
 
 def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -194,7 +224,7 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return max(config.lr_decay**epochs_after, config.min_lr / config.lr)
 
 
-def _validate(model: "LoRASam", index: "OCTA500", samples: dict[int, "Sample"], config: TrainConfig) -> dict[str, float]:
+def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], config: TrainConfig) -> dict[str, float]:
     """Validation scores, computed by ``samocta.evaluate.evaluate``: the same prompts, decoding and
     threshold as ``evaluate_run(run, part="val")`` in the run's prompt mode, so the two agree."""
     from samocta.evaluate import evaluate
@@ -223,7 +253,7 @@ class _Fold:
 
     config: TrainConfig
     run_dir: Path
-    index: "OCTA500"
+    index: "Dataset"
     split: "Split"
     train_ds: "SegmentationDataset"
     val_samples: dict[int, "Sample"]
@@ -267,7 +297,7 @@ def config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> li
     return differ
 
 
-def check_subjects(index: "OCTA500", ids: list[int], task: str) -> dict[int, "Sample"]:
+def check_subjects(index: "Dataset", ids: list, task: str) -> dict:
     """Read every subject a run will use, before its first step, and refuse with every problem at once:
     unreadable or mis-oriented files, empty labels, images of different sizes.
 
@@ -297,7 +327,7 @@ def check_subjects(index: "OCTA500", ids: list[int], task: str) -> dict[int, "Sa
 
 def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     """Check the folder, read the data and split, write config and split, build model and optimiser."""
-    from samocta.data import OCTA500, SegmentationDataset, Split
+    from samocta.data import SegmentationDataset, Split
     from samocta.model.speed import apply_speed_settings
 
     device = resolve_device(config.device)
@@ -305,9 +335,10 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
         device = torch.device("cuda", torch.cuda.current_device())
     run_dir = config.fold_dir()
     resuming = (run_dir / runs.CONFIG).exists() and (run_dir / runs.CHECKPOINT).exists()
+    if resuming and not resume:
+        raise TrainingError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose another --out")
+    config, index = open_data(config)
     if resuming:
-        if not resume:
-            raise TrainingError(f"{run_dir} already holds a run; pass resume=True (--resume) to continue it, or choose another --out")
         done = len(read_history(run_dir)) if (run_dir / runs.HISTORY).exists() else 0
         differ = config_differences(_saved_config(run_dir), config, done)
         if differ:
@@ -316,32 +347,35 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
                 f"or start afresh with another --out"
             )
     torch.manual_seed(config.seed)
-    index = OCTA500(config.data, config.fov)
     if resuming and (run_dir / runs.SPLIT).exists():
         # the subjects the run was trained and validated on, whatever is on disk now
         try:
             split = Split.from_json(run_dir / runs.SPLIT)
         except (ValueError, TypeError, KeyError) as exc:
             raise TrainingError(f"{run_dir / runs.SPLIT}: unreadable split ({exc}); start afresh in another --out") from None
-        gone = sorted(set(split.train + split.val) - set(index.ids))
+        gone = [i for i in split.train + split.val if i not in set(index.ids)]
         if gone:
             raise TrainingError(
                 f"{run_dir} was trained on subjects no longer under {config.data}: {gone[:10]}; restore them to resume, "
                 "or start afresh in another --out"
             )
     else:
-        split = make_split(config, index.ids)
-        if _rank_world()[0] == 0:
-            split.to_json(run_dir / runs.SPLIT)
-    if _rank_world()[0] == 0:
-        config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
+        split = make_split(config, index)
     train_ids = split.train[: config.max_train] if config.max_train else split.train
+    # every subject read and checked before anything is written: a refused run leaves no run folder behind
     samples = check_subjects(index, train_ids + split.val, config.task)
+    if _rank_world()[0] == 0:
+        if not resuming:
+            split.to_json(run_dir / runs.SPLIT)
+        config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
     train_ds = SegmentationDataset(index, train_ids, config.task, prompt_fn=config.prompt_spec(), augment=config.augment or False,
                                    seed=config.seed, samples=samples)
     model = build_model(config, device)
     height, width = samples[split.val[0]].image.shape[:2]
-    model.trained_with["image_size"] = f"{height}x{width}"  # what prediction checks new scans against
+    # what prediction brings new scans to: the training images' size and, when known, their width in mm
+    model.trained_with.update({"image_size": f"{height}x{width}", "fov": index.fov, "dataset": index.name})
+    if index.fov_mm is not None:
+        model.trained_with["fov_mm"] = repr(index.fov_mm)
     precision = apply_speed_settings(model, device, config.amp, config.grad_checkpointing, config.sdpa, config.half_frozen,
                                      config.compile)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -531,6 +565,8 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool | str =
 
 def _announce(fold: _Fold) -> str:
     """What a run is about to do, before its first step: model, weights, device, data and folder."""
+    from samocta.data import channels_label
+
     config, model = fold.config, fold.model
     precision = f"{str(fold.precision.dtype).removeprefix('torch.')} autocast" if fold.precision.autocast else "float32"
     weights = config.checkpoint or "the shipped tiny SAM"
@@ -545,8 +581,8 @@ def _announce(fold: _Fold) -> str:
         f"training {config.task} with {config.prompt_mode} prompts into {fold.run_dir}",
         f"  model {config.model}: {weights} ({sha}); {model.num_trainable():,} trainable parameters",
         f"  device {fold.device} ({precision}), batch {config.batch_size}",
-        f"  data {config.data} ({config.fov}): {len(fold.train_ds)} training and {len(fold.val_samples)} validation "
-        f"subjects ({fold.split.name} split)",
+        f"  data {config.data} ({fold.index.name}, channels {channels_label(config.channels)}): {len(fold.train_ds)} "
+        f"training and {len(fold.val_samples)} validation subjects ({fold.split.name} split)",
         f"  {plan}",
     ])
 

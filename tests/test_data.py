@@ -49,13 +49,31 @@ def test_root_may_be_the_parent_or_the_fov_folder(tmp_path):
     assert by_parent.ids == by_fov_dir.ids == [10301, 10302, 10441, 10451]
 
 
-def test_layer_order_is_a_parameter(tmp_path):
+def test_channels_are_a_parameter_one_projection_repeated_or_three(tmp_path):
     written = make_tree(tmp_path, layout="official")
-    index = OCTA500(tmp_path, "3M", layers=("FULL", "ILM_OPL", "OPL_BM"))
+    index = OCTA500(tmp_path, "3M", channels=("FULL", "ILM_OPL", "OPL_BM"))
     sample = index.load(10301)
     np.testing.assert_array_equal(sample.image[..., 0], written[10301][0]["FULL"])
-    with pytest.raises(DatasetError, match="ordering"):
-        OCTA500(tmp_path, "3M", layers=("FULL", "FULL", "OPL_BM"))
+    one = OCTA500(tmp_path, "3M", channels="ILM_OPL").load(10301).image
+    for c in range(3):
+        np.testing.assert_array_equal(one[..., c], written[10301][0]["ILM_OPL"])
+    with pytest.raises(DatasetError, match="no CHOROID projection"):
+        OCTA500(tmp_path, "3M", channels="CHOROID")
+    with pytest.raises(DatasetError, match="one projection name"):
+        OCTA500(tmp_path, "3M", channels="FULL,ILM_OPL")
+
+
+def test_a_subset_of_projections_serves_a_run_that_uses_only_those(tmp_path):
+    import shutil
+
+    make_tree(tmp_path, layout="official")
+    shutil.rmtree(tmp_path / "OCTA_3mm" / "Projection Maps" / "OCTA(OPL_BM)")
+    shutil.rmtree(tmp_path / "OCTA_3mm" / "Projection Maps" / "OCTA(FULL)")
+    index = OCTA500(tmp_path, "3M", channels="ILM_OPL")
+    assert index.ids == [10301, 10302, 10441, 10451] and index.projections == ("ILM_OPL",)
+    assert index.validate() == []  # vessel orientation judged on ILM_OPL when FULL is not there
+    with pytest.raises(DatasetError, match="missing projection"):
+        OCTA500(tmp_path, "3M").load(10301)
 
 
 def test_palette_bmp_and_png_read_as_grey_values(tmp_path):
@@ -330,5 +348,5 @@ def test_dataset_items_replay_per_epoch(tmp_path):
     first = fixed[0]["prompt"].coords
     fixed.set_epoch(9)
     np.testing.assert_array_equal(fixed[0]["prompt"].coords, first)
-    with pytest.raises(DatasetError, match="not in the 3M index"):
+    with pytest.raises(DatasetError, match="not in OCTA-500 3M at"):
         SegmentationDataset(index, [10499], "RV")

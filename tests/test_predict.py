@@ -138,15 +138,29 @@ def test_the_widget_json_gives_predict_the_mask_the_widget_showed(run, tmp_path)
     assert np.array_equal(read_grey(out / "GT_FAZ" / f"{sid}.png") > 0, clicker.mask)
 
 
-def test_predict_refuses_scans_of_another_size_naming_both(run, tmp_path, capsys):
-    from samocta.synth import write_octa500
+def test_predict_brings_scans_of_another_size_to_the_adapters_and_refuses_where_the_pixel_size_is_unknown(run, tmp_path, capsys):
+    from samocta.synth import write_folder, write_octa500
 
-    root, _ = run
+    root, _ = run  # trained on 96 px 3M scans
     write_octa500(tmp_path / "big", "3M", n=2, seed=1, size=128, progress=False)
     code = main(["predict", "--adapter", str(root / "run"), "--input", str(tmp_path / "big"), "--out", str(tmp_path / "o"),
                  "--quiet"])
+    assert code == 0, capsys.readouterr().err
+    table = pd.read_csv(tmp_path / "o" / "measurements.csv")
+    assert (table["size"] == "128x128").all() and np.allclose(table["pixel_um"], 3000 / 128)
+    assert table["shown"].str.startswith("resampled to 96 x 96 px").all()
+    for sid in table["id"]:
+        assert read_grey(tmp_path / "o" / "GT_FAZ" / f"{sid}.png").shape == (128, 128)
+    # a folder of 128 px scans that says nothing of its width: refused, naming both sizes and the fix
+    write_folder(tmp_path / "unknown", n=2, seed=1, size=128, projections=("OPL_BM", "ILM_OPL", "FULL"), tasks=("FAZ",),
+                 describe=False, progress=False)
+    (tmp_path / "unknown" / "labels").rename(tmp_path / "labels-elsewhere")
+    (tmp_path / "unknown" / "dataset.json").write_text('{"projections": ["OPL_BM", "ILM_OPL", "FULL"]}')
+    code = main(["predict", "--adapter", str(root / "run"), "--input", str(tmp_path / "unknown"), "--out", str(tmp_path / "u"),
+                 "--quiet"])
     err = capsys.readouterr().err
-    assert code == 1 and "128 x 128 px" in err and "96 x 96 px" in err and "Traceback" not in err
+    assert code == 1 and "128 x 128 px" in err and "96 x 96 px" in err and "--fov-mm" in err and "Traceback" not in err
+    assert err.count("error:") == 1
 
 
 def test_evaluate_scores_auto_prompts_beside_the_others(run):

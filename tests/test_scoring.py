@@ -171,7 +171,7 @@ def test_table2_takes_each_row_from_the_runs_trained_in_its_mode():
     assert table2.loc[("local", "Artery", "dice"), "measured 3M ×"] == pytest.approx(0.3)
     assert table2.loc[("local", "Artery", "dice"), "measured 3M ✓"] == pytest.approx(0.6)
     assert np.isnan(table2.loc[("local", "Vein", "dice"), "measured 3M ✓"])
-    assert table1.loc["this run (synthetic, tiny)", ("FAZ", "3M", "dice")] == pytest.approx(0.9)
+    assert table1.loc["this run (synthetic, tiny, channels OPL_BM, ILM_OPL, FULL)", ("FAZ", "3M", "dice")] == pytest.approx(0.9)
     assert "trained in that mode" in table2.attrs["measured_on"]
     with pytest.raises(ValueError, match="setup"):  # two set-ups in one cell are never averaged
         paper_tables(pd.DataFrame(rows + _rows("global", "Artery", "3M", "global", 0.4, setup="tiny, LoRA r=4 + decoder")))

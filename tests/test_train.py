@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -66,19 +67,22 @@ def test_end_to_end_train_evaluate_tables(setup, tmp_path):
     assert result.best_val_dice == max(r["val_dice"] for r in history)
     split = json.loads((run / "split.json").read_text())
     assert split["name"] == "standard-3M" and split["train"] and split["val"] and split["test"]
-    assert TrainConfig.from_json(run / "config.json") == _config(setup, tmp_path / "run")
+    # the saved config is the run's, with what the data decided written out: its FoV and the channels "auto" meant
+    saved = TrainConfig.from_json(run / "config.json")
+    assert saved == dataclasses.replace(_config(setup, tmp_path / "run"), fov="3M", channels="OPL_BM,ILM_OPL,FULL")
 
     results = evaluate_run(run, ("none", "global", "local"), progress=False)
     assert set(results["mode"]) == {"none", "global", "local"} and len(results) == 3 * len(split["test"])
-    for column in ("id", "fold", "task", "fov", "mode", "n_points", *METRICS, "data_source", "model_type"):
+    for column in ("id", "fold", "task", "fov", "mode", "n_points", *METRICS, "data_source", "model_type", "channels",
+                   "trained_on", "scored_on"):
         assert column in results.columns, column
     assert (results.loc[results["mode"] == "none", "n_points"] == 0).all()
     assert (results.loc[results["mode"] == "local", "n_points"] == 4).all()
     assert set(results["data_source"]) == {"synthetic"}
     assert (run / "results-test.csv").exists() and (run / "summary-test.csv").exists()
     table1, table2 = paper_tables(results)
-    assert "this run (synthetic, tiny)" in table1.index and table1.shape[1] == 8
-    measured = table1.loc["this run (synthetic, tiny)"]
+    assert "this run (synthetic, tiny, channels OPL_BM, ILM_OPL, FULL)" in table1.index and table1.shape[1] == 8
+    measured = table1.loc["this run (synthetic, tiny, channels OPL_BM, ILM_OPL, FULL)"]
     assert measured[("FAZ", "3M", "dice")] == pytest.approx(results.query("mode == 'global'")["dice"].mean())
     assert np.isnan(measured[("RV", "6M", "dice")])  # not measured here
     assert list(table2.columns) == ["paper 3M ×", "paper 3M ✓", "paper 6M ×", "paper 6M ✓",

@@ -1,10 +1,14 @@
-"""OCTA-500 data: the index for both on-disk layouts, loading, validation, splits, the Dataset, augmentation."""
+"""OCTA data: OCTA-500 trees (both on-disk layouts) and folder datasets of your own; loading, validation,
+splits, the channels SAM's input takes, the Dataset, augmentation."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from samocta.data.imageio import read_grey, write_grey
+from samocta.data.channels import channels_label, channels_text, parse_channels
+from samocta.data.folder import FolderDataset
+from samocta.data.ids import SampleId, id_seed, sorted_ids
+from samocta.data.imageio import read_grey, read_image, write_grey
 from samocta.data.octa500 import (
     FOV_ID_RANGE,
     FOV_MM,
@@ -14,21 +18,23 @@ from samocta.data.octa500 import (
     LAYOUTS,
     TASK_FOLDERS,
     TASKS,
-    VESSEL_TASKS,
     OCTA500,
     Sample,
+    fov_label,
     fov_of,
-    orientation_scores,
     pixel_size_um,
 )
+from samocta.data.reading import VESSEL_TASKS, orientation_scores
+from samocta.data.source import Dataset, dataset_slug, open_dataset, same_dataset
 from samocta.data.splits import Split, kfold_split, standard_split
 from samocta.errors import DatasetError
 
 __all__ = [
     "FOVS", "FOV_ID_RANGE", "FOV_MM", "FOV_SIZE", "LAYERS", "LAYOUTS", "TASKS", "TASK_FOLDERS", "VESSEL_TASKS",
-    "OCTA500", "Sample", "DatasetError", "Split", "SegmentationDataset", "collate_batch",
-    "standard_split", "kfold_split", "fov_of", "orientation_scores", "pixel_size_um",
-    "read_grey", "write_grey", "make_augmentation", "augment_sample",
+    "OCTA500", "FolderDataset", "Dataset", "open_dataset", "dataset_slug", "same_dataset", "Sample", "SampleId",
+    "DatasetError", "Split", "SegmentationDataset", "collate_batch", "standard_split", "kfold_split", "fov_of",
+    "fov_label", "orientation_scores", "pixel_size_um", "read_grey", "read_image", "write_grey", "id_seed",
+    "sorted_ids", "channels_label", "channels_text", "parse_channels", "make_augmentation", "augment_sample",
 ]
 
 

@@ -8,7 +8,9 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from samocta.data.augment import augment_sample, make_augmentation
-from samocta.data.octa500 import OCTA500, TASKS, Sample
+from samocta.data.ids import SampleId, id_seed
+from samocta.data.octa500 import TASKS, Sample
+from samocta.data.source import Dataset as DataIndex  # torch's Dataset is the base class here
 from samocta.errors import DatasetError
 from samocta.prompts import collate_prompts, fixed_rng, label_tasks
 
@@ -27,12 +29,12 @@ class SegmentationDataset(Dataset):
     - ``"target"``: the prompt's own target (local mode: one component) when it has one, else ``mask``;
     - ``"id"``: the subject id.
 
-    Randomness for item ``i`` comes from ``numpy.random.default_rng([seed, epoch, id])`` so that any
+    Randomness for item ``i`` comes from ``numpy.random.default_rng([seed, epoch, id_seed(id)])`` so that any
     epoch can be replayed exactly (``set_epoch``); with ``fixed_prompts=True`` the epoch is left out,
     which gives each subject the same prompt every time (validation and test).
 
     Args:
-        index: an ``OCTA500`` index.
+        index: a dataset index (``samocta.data.open_dataset``: an OCTA-500 tree or a folder dataset).
         ids: the subject ids to serve, in order.
         task: one of ``TASKS``.
         prompt_fn: called as ``prompt_fn(mask, rng, labels=labels)``; see ``samocta.prompts``.
@@ -47,32 +49,33 @@ class SegmentationDataset(Dataset):
 
     def __init__(
         self,
-        index: OCTA500,
-        ids: Sequence[int],
+        index: DataIndex,
+        ids: Sequence[SampleId],
         task: str,
         prompt_fn: PromptFn | None = None,
         augment: bool | str | Any = False,
         seed: int = 0,
         fixed_prompts: bool = False,
         cache: bool = True,
-        samples: Mapping[int, Sample] | None = None,
+        samples: Mapping[SampleId, Sample] | None = None,
     ) -> None:
         if task not in TASKS:
             raise DatasetError(f"unknown task {task!r}; expected one of {TASKS}")
         if task not in index.tasks:
             raise DatasetError(
-                f"task {task} has no labels in {index.label_dir} (looked for its folder); present: {index.tasks}"
+                f"task {task} has no labels in {index.where} (looked for its folder); present: {index.tasks}"
             )
-        missing = [i for i in ids if i not in index.ids]
+        known = set(index.ids)
+        missing = [i for i in ids if i not in known]
         if missing:
-            raise DatasetError(f"{len(missing)} id(s) not in the {index.fov} index at {index.fov_dir}: {missing[:10]}")
-        self.index, self.ids, self.task = index, [int(i) for i in ids], task
+            raise DatasetError(f"{len(missing)} id(s) not in {index.name} at {index.where}: {missing[:10]}")
+        self.index, self.ids, self.task = index, list(ids), task
         self.prompt_fn, self.seed, self.fixed_prompts = prompt_fn, int(seed), fixed_prompts
         if augment is True:
             augment = "paper"
         self.transform = make_augmentation(augment) if isinstance(augment, str) else (augment or None)
         self.epoch = 0
-        self._cache: dict[int, Sample] | None = dict(samples or {}) if cache else None
+        self._cache: dict[SampleId, Sample] | None = dict(samples or {}) if cache else None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -81,7 +84,7 @@ class SegmentationDataset(Dataset):
         """Select the epoch whose augmentation and prompts the next items use."""
         self.epoch = int(epoch)
 
-    def sample(self, sample_id: int) -> Sample:
+    def sample(self, sample_id: SampleId) -> Sample:
         """The un-augmented sample (cached)."""
         if self._cache is not None and sample_id in self._cache:
             return self._cache[sample_id]
@@ -90,11 +93,11 @@ class SegmentationDataset(Dataset):
             self._cache[sample_id] = sample
         return sample
 
-    def rng(self, sample_id: int) -> np.random.Generator:
+    def rng(self, sample_id: SampleId) -> np.random.Generator:
         """The generator for one item in the current epoch (or fixed, see ``fixed_prompts``)."""
         if self.fixed_prompts:
             return fixed_rng(self.seed, sample_id)
-        return np.random.default_rng([self.seed, self.epoch, sample_id])
+        return np.random.default_rng([self.seed, self.epoch, id_seed(sample_id)])
 
     def __getitem__(self, i: int) -> dict[str, Any]:
         sid = self.ids[i]
@@ -102,7 +105,7 @@ class SegmentationDataset(Dataset):
         rng = self.rng(sid)
         image, labels = sample.image, sample.labels
         if self.transform is not None:
-            aug_seed = int(np.random.default_rng([self.seed, self.epoch, sid, 1]).integers(2**31 - 1))
+            aug_seed = int(np.random.default_rng([self.seed, self.epoch, id_seed(sid), 1]).integers(2**31 - 1))
             image, labels, _ = augment_sample(self.transform, image, labels, None, seed=aug_seed)
         mask = labels[self.task]
         prompt = self.prompt_fn(mask, rng, labels=labels) if self.prompt_fn is not None else None

@@ -15,10 +15,24 @@ from scipy import ndimage
 
 from samocta.connectivity import EIGHT
 
-SHARE = {
-    "3M": {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25), "FAZ": (0.002, 0.25)},
-    "6M": {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25), "FAZ": (0.0005, 0.12)},
-}
+# the foreground share a label of each vessel task can cover, whatever the field of view
+VESSEL_SHARE = {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25)}
+# a FAZ of 0.018-4.32 mm², covering at most a quarter of the image (3M: 0.2-25 %, 6M: 0.05-12 %)
+FAZ_AREA_MM2 = (0.018, 4.32)
+FAZ_MAX_SHARE = 0.25
+
+
+def share_range(task: str, fov_mm: float | None) -> tuple[float, float]:
+    """The foreground share a ``task`` label can cover in an image ``fov_mm`` wide (None: unknown,
+    the widest FAZ range of 2-20 mm fields)."""
+    if task != "FAZ":
+        return VESSEL_SHARE[task]
+    if fov_mm is None:
+        return FAZ_AREA_MM2[0] / 20.0**2, FAZ_MAX_SHARE
+    area = fov_mm**2
+    return FAZ_AREA_MM2[0] / area, min(FAZ_MAX_SHARE, FAZ_AREA_MM2[1] / area)
+
+
 # the eight rotations and flips of a square image, by name; ``dihedral(a, i)`` applies the i-th
 DIHEDRAL = ("identity", "rot90", "rot180", "rot270", "flip", "rot90+flip", "rot180+flip", "rot270+flip")
 
@@ -65,10 +79,11 @@ def faz_problems(label: np.ndarray, projection: np.ndarray | None, layer: str = 
 
 
 def label_problems(
-    task: str, fov: str, label: np.ndarray, projection: np.ndarray | None = None, layer: str = "ILM_OPL"
+    task: str, fov_mm: float | None, label: np.ndarray, projection: np.ndarray | None = None, layer: str = "ILM_OPL"
 ) -> list[str]:
     """Plausibility problems of one task label (empty, foreground share out of range, FAZ shape and place).
 
+    ``fov_mm`` is the image's width in mm (None: unknown, the widest FAZ range applies).
     ``projection`` (named ``layer``) is what a FAZ label must lie dark on; see ``faz_problems``.
 
     Returns:
@@ -77,9 +92,10 @@ def label_problems(
     if not label.any():
         return [f"the {task} label is empty"]
     share = float(label.mean())
-    lo, hi = SHARE.get(fov, SHARE["3M"])[task]
+    lo, hi = share_range(task, fov_mm)
     if not lo <= share <= hi:
         hint = " (inverted? foreground and background swapped)" if share > hi and 1 - share <= hi else ""
-        return [f"the {task} label covers {share:.1%} of the image, outside the {lo:.1%}-{hi:.0%} a {fov} {task} "
+        field = f"{fov_mm:g} mm " if fov_mm else ""
+        return [f"the {task} label covers {share:.1%} of the image, outside the {lo:.1%}-{hi:.0%} a {field}{task} "
                 f"label can cover{hint}"]
     return faz_problems(label, projection, layer) if task == "FAZ" else []

@@ -11,13 +11,18 @@ import os
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from samocta.data.channels import PAPER, resolve_channels
+from samocta.data.ids import SampleId
 from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
-from samocta.data.labelcheck import DIHEDRAL, dihedral, label_problems
+from samocta.data.reading import VESSEL_TASKS, label_checks, orientation_scores, read_label
 from samocta.errors import DatasetError
+
+if TYPE_CHECKING:
+    from samocta.data.splits import Split
 
 Fov = Literal["3M", "6M"]
 FOVS: tuple[str, ...] = typing.get_args(Fov)
@@ -34,8 +39,7 @@ TASK_FOLDERS = {
     "Vein": "GT_Vein",
 }
 # The paper's channel order: outer retina, inner retina, full depth -> SAM's R, G, B statistics.
-LAYERS = ("OPL_BM", "ILM_OPL", "FULL")
-VESSEL_TASKS = ("RV", "Capillary", "Artery", "Vein")
+LAYERS = PAPER
 
 # layout -> (FoV folder per FoV, projection folder, labels in one shared Label/ folder under the
 # dataset root (the official release) rather than in the FoV folder (the SAM-OCTA code's tree))
@@ -44,20 +48,36 @@ LAYOUT_DIRS = {
     "samocta": ({"3M": "OCTA_3M", "6M": "OCTA_6M"}, "ProjectionMaps", False),
 }
 LAYOUTS: tuple[str, ...] = tuple(LAYOUT_DIRS)
-
+SYNTHETIC_MANIFEST = "synthetic-{fov}.json"  # what samocta.synth writes beside a synthetic tree
 
 
 def fov_of(sample_id: int) -> str | None:
     """The FoV ("3M" or "6M") an OCTA-500 subject id belongs to, or None outside both ranges."""
+    if not isinstance(sample_id, int):
+        return None
     for fov, (lo, hi) in FOV_ID_RANGE.items():
         if lo <= sample_id <= hi:
             return fov
     return None
 
 
-def pixel_size_um(fov: str, size: int | None = None) -> float:
-    """Lateral pixel size in micrometres for an en-face image of ``size`` pixels (default: the FoV's own)."""
-    return FOV_MM[fov] * 1000.0 / (size or FOV_SIZE[fov])
+def pixel_size_um(fov: str | float, size: int | None = None) -> float:
+    """Lateral pixel size in micrometres of an en-face image ``size`` pixels wide.
+
+    Args:
+        fov: an OCTA-500 FoV ("3M", "6M") or the image's width in mm.
+        size: its width in pixels (default: the OCTA-500 FoV's own 304 / 400).
+    """
+    if isinstance(fov, str):
+        return FOV_MM[fov] * 1000.0 / (size or FOV_SIZE[fov])
+    if size is None:
+        raise ValueError("pixel_size_um needs the image width in pixels with a width in mm")
+    return float(fov) * 1000.0 / size
+
+
+def fov_label(fov_mm: float | None) -> str:
+    """How tables name a field of view: "3M" for 3 mm (OCTA-500's name), "4.5M" for 4.5 mm, "unknown"."""
+    return "unknown" if fov_mm is None else f"{fov_mm:g}M"
 
 
 def _check_fov(fov: str) -> str:
@@ -71,46 +91,44 @@ class Sample:
     """One subject: the stacked projections and the binary labels.
 
     Attributes:
-        id: the OCTA-500 subject id, e.g. 10301.
-        fov: "3M" or "6M".
-        image: uint8 ``(H, W, 3)``, channels in the index's ``layers`` order (default ``LAYERS``).
+        id: the OCTA-500 subject id (e.g. 10301), or a folder dataset's file stem (see ``samocta.data.ids``).
+        fov: "3M" or "6M", or a folder dataset's ``fov_label`` ("4.5M", "unknown").
+        image: uint8 ``(H, W, 3)``, SAM's three channels as the index fills them (``channels``).
         labels: task name -> bool ``(H, W)``.
         meta: free-form extras (synthetic samples keep their generator facts here).
+        fov_mm: the image's width in mm (None: unknown; measurements in mm are then refused).
     """
 
-    id: int
+    id: SampleId
     fov: str
     image: np.ndarray
     labels: dict[str, np.ndarray]
     meta: dict = field(default_factory=dict)
+    fov_mm: float | None = None
+
+    @property
+    def pixel_um(self) -> float | None:
+        """The lateral pixel size in µm (None when the width in mm is unknown)."""
+        return None if self.fov_mm is None else self.fov_mm * 1000.0 / self.image.shape[1]
 
 
-def orientation_scores(image: np.ndarray, label: np.ndarray) -> dict[str, float]:
-    """Pearson correlation of an image with each dihedral transform of a label.
-
-    A vessel label correlates clearly with its own projection (0.52 on 3M 10441) and hardly at
-    all with any rotated or flipped copy (<= 0.05), so the arg-max says how a label is oriented.
-
-    Args:
-        image: ``(H, W)`` projection, any numeric dtype.
-        label: bool ``(H, W)`` vessel label.
-
-    Returns:
-        transform name (see ``DIHEDRAL``) -> correlation; transforms that change the shape of a
-        non-square label are left out.
-    """
-    img = image.astype(np.float32).ravel()
-    img = (img - img.mean()) / (img.std() + 1e-8)
-    lab = label.astype(np.float32)
-    scores = {}
-    for i, name in enumerate(DIHEDRAL):
-        t = dihedral(lab, i)
-        if t.shape != label.shape:
-            continue
-        v = t.ravel()
-        sd = v.std()
-        scores[name] = float(np.dot(img, v - v.mean()) / (img.size * sd)) if sd > 0 else 0.0
-    return scores
+def octa500_fovs(root: str | os.PathLike) -> list[str]:
+    """The FoVs an OCTA-500 tree at ``root`` (or one folder below it) holds, in either layout."""
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        return []
+    candidates = [root, root.parent] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    found = []
+    for fov in FOVS:
+        for base in candidates:
+            if any((base / dirs[fov] / proj).is_dir() for dirs, proj, _ in LAYOUT_DIRS.values()):
+                found.append(fov)
+                break
+            if base.name in (dirs[fov] for dirs, _, _ in LAYOUT_DIRS.values()) and any(
+                    (base / proj).is_dir() for _, proj, _ in LAYOUT_DIRS.values()):
+                found.append(fov)
+                break
+    return found
 
 
 class OCTA500:
@@ -129,42 +147,67 @@ class OCTA500:
     Args:
         root: the dataset folder, its parent, or the FoV folder itself.
         fov: "3M" or "6M".
-        layers: channel order of ``Sample.image``; the paper's ``LAYERS`` by default.
+        channels: what fills SAM's three channels (``samocta.data.channels``): the paper's
+            ``LAYERS`` by default, one projection (repeated), or three names. Only the projections
+            named are read, so a tree that holds some of them serves a run that uses those.
 
     Attributes:
         layout: "official" or "samocta".
-        ids: sorted subject ids present on disk (any projection) within the FoV's id range.
+        ids: sorted subject ids present on disk (any projection the channels use) within the FoV's id range.
         tasks: tasks whose label folder exists; ``missing_tasks`` the others.
+        projections: the projections that have files; ``channels`` the three names used.
+        fov_mm: the FoV's width in mm (3 or 6).
+        source: "synthetic" for a tree written by ``samocta.synth``, else "OCTA-500"; ``name`` says it with the FoV.
 
     Raises:
-        DatasetError: the root does not exist or holds no data of this FoV.
+        DatasetError: the root does not exist or holds no data of this FoV, or a channel names a
+            projection the tree lacks.
     """
 
-    def __init__(self, root: str | os.PathLike, fov: str, layers: tuple[str, ...] = LAYERS) -> None:
+    kind = "OCTA-500"
+
+    def __init__(self, root: str | os.PathLike, fov: str, channels: str | tuple[str, ...] = LAYERS) -> None:
         self.fov = _check_fov(fov)
-        if sorted(layers) != sorted(LAYERS):
-            raise DatasetError(f"layers must be an ordering of {LAYERS}, got {layers}")
-        self.layers = tuple(layers)
+        self.fov_mm = FOV_MM[self.fov]
         root = Path(root).expanduser()
         if not root.is_dir():
             raise DatasetError(f"dataset root does not exist or is not a folder: {root}")
         self.layout, self.fov_dir, self.label_dir = self._locate(root)
         self.root = root
+        self.where = self.fov_dir
         proj_dir = self.fov_dir / LAYOUT_DIRS[self.layout][1]
         self._files: dict[str, dict[int, Path]] = {}
         self.stray: list[str] = []  # files whose id belongs to no FoV or to the other one
         for layer in LAYERS:
             self._files[layer] = self._scan(proj_dir / f"OCTA({layer})", projection=True)
+        self.projections: tuple[str, ...] = tuple(layer for layer in LAYERS if self._files[layer])
+        self.channels = resolve_channels(channels, LAYERS, f"an OCTA-500 tree")
+        self.used = tuple(dict.fromkeys(self.channels))  # the projections read, each once
         self.tasks: tuple[str, ...] = tuple(t for t in TASKS if (self.label_dir / TASK_FOLDERS[t]).is_dir())
         self.missing_tasks: tuple[str, ...] = tuple(t for t in TASKS if t not in self.tasks)
         for task in self.tasks:
             self._files[task] = self._scan(self.label_dir / TASK_FOLDERS[task], projection=False)
-        self.ids: list[int] = sorted(set().union(*(self._files[layer].keys() for layer in LAYERS)))
+        self.ids: list[int] = sorted(set().union(*(self._files[layer].keys() for layer in self.used)))
         if not self.ids:
+            names = ", ".join(f"OCTA({layer})" for layer in self.used)
             raise DatasetError(
                 f"no {fov} projection maps under {proj_dir}: expected files named <id>.bmp or <id>.png "
-                f"with ids {FOV_ID_RANGE[fov][0]}-{FOV_ID_RANGE[fov][1]} in OCTA(FULL), OCTA(ILM_OPL), OCTA(OPL_BM)"
+                f"with ids {FOV_ID_RANGE[fov][0]}-{FOV_ID_RANGE[fov][1]} in {names}"
             )
+        manifest = SYNTHETIC_MANIFEST.format(fov=self.fov)
+        synthetic = any((base / manifest).is_file() for base in (root, root.parent, self.fov_dir.parent))
+        self.source = "synthetic" if synthetic else "OCTA-500"
+        self.name = f"{self.source} {self.fov}"
+
+    def own_split(self) -> "Split":
+        """The split this data comes with: OCTA-500's standard (IPN-V2) split of the ids present."""
+        from samocta.data.splits import standard_split
+
+        return standard_split(self.fov, available=self.ids)
+
+    def parse_id(self, text: str) -> int | None:
+        """The id ``text`` names, if this tree has it."""
+        return int(text) if text.isascii() and text.isdigit() and int(text) in self.ids else None
 
     def _locate(self, root: Path) -> tuple[str, Path, Path]:
         candidates = [root]
@@ -234,7 +277,7 @@ class OCTA500:
         problem found, each naming its path (for checks that list all problems at once)."""
         problems: list[str] = []
         channels: dict[str, np.ndarray] = {}
-        for layer in LAYERS:
+        for layer in self.used:
             path = self.path(sample_id, layer)
             if sample_id not in self._files[layer]:
                 problems.append(f"missing projection: {path}")
@@ -253,46 +296,16 @@ class OCTA500:
             if task not in self.tasks or sample_id not in self._files[task]:
                 problems.append(f"missing label: {path}")
                 continue
-            try:
-                raw = read_grey(path)
-            except DatasetError as exc:
-                problems.append(str(exc))
-                continue
-            if ref_shape is not None and raw.shape != ref_shape:
-                problems.append(f"{path}: label size {raw.shape} differs from the projections' {ref_shape}")
-                continue
-            values = np.flatnonzero(np.bincount(raw.ravel(), minlength=256))
-            if set(values.tolist()) <= {0, 1}:
-                labels[task] = raw > 0  # a {0, 1} re-encoding circulates; read it as such
-            elif set(values.tolist()) <= {0, 255}:
-                labels[task] = raw > 127
-            else:
-                shown = ", ".join(map(str, values[:8])) + (", ..." if len(values) > 8 else "")
-                problems.append(f"{path}: label values {{{shown}}} outside {{0, 255}}; expected a binary mask")
+            label, found = read_label(path, ref_shape)
+            problems += found
+            if label is not None:
+                labels[task] = label
         if check_orientation:
-            # the FAZ is judged on the inner retina, where it is darkest; FULL when that is missing
-            layer = "ILM_OPL" if "ILM_OPL" in channels else "FULL"
-            for task, label in labels.items():
-                problems += [
-                    f"{self.path(sample_id, task)}: {p}" for p in label_problems(task, self.fov, label, channels.get(layer), layer)
-                ]
-        if check_orientation and "FULL" in channels:
-            for task in VESSEL_TASKS:
-                if task in labels and labels[task].any():
-                    scores = orientation_scores(channels["FULL"], labels[task])
-                    best = max(scores, key=scores.get)
-                    # a clear winner only: labels too thin to see in the image (r ~ 0) prove nothing
-                    if best != "identity" and scores[best] >= 0.15 and scores[best] - scores["identity"] >= 0.1:
-                        problems.append(
-                            f"{self.path(sample_id, task)}: label orientation disagrees with "
-                            f"{self.path(sample_id, 'FULL')}: the label matches the image best after "
-                            f"'{best}' (r={scores[best]:.2f}) rather than as stored (r={scores['identity']:.2f}); "
-                            "some copies of the 3 mm data are rotated by 90 degrees: re-orient the labels or the projections"
-                        )
+            problems += label_checks(labels, channels, self.fov_mm, lambda name: self.path(sample_id, name))
         if problems:
             return None, problems
-        image = np.stack([channels[layer] for layer in self.layers], axis=-1)
-        return Sample(id=sample_id, fov=self.fov, image=image, labels=labels), []
+        image = np.stack([channels[layer] for layer in self.channels], axis=-1)
+        return Sample(id=sample_id, fov=self.fov, image=image, labels=labels, fov_mm=self.fov_mm), []
 
     def load(self, sample_id: int, tasks: tuple[str, ...] | list[str] | None = None, check_orientation: bool = True) -> Sample:
         """Read one subject.
@@ -302,11 +315,12 @@ class OCTA500:
             tasks: the labels to read; default every task present in this tree.
             check_orientation: check each label against what it can be (``samocta.data.labelcheck``:
                 not empty, a plausible foreground share, the FAZ one central region on the dark
-                centre) and correlate each vessel label with the FULL projection over the 8
-                rotations/flips, refusing a label that matches best when transformed.
+                centre) and correlate each vessel label with the FULL projection (ILM_OPL when
+                FULL is not read) over the 8 rotations/flips, refusing a label that matches best
+                when transformed (``samocta.data.reading.label_checks``).
 
         Returns:
-            the ``Sample``, image uint8 ``(H, W, 3)`` in ``self.layers`` order, labels bool ``(H, W)``.
+            the ``Sample``, image uint8 ``(H, W, 3)`` filled as ``self.channels`` say, labels bool ``(H, W)``.
 
         Raises:
             DatasetError: listing every problem of this subject (missing or unreadable files with
@@ -341,16 +355,17 @@ class OCTA500:
     def summary(self) -> str:
         """A short human-readable description: layout, ids, labels per task, image size."""
         lines = [
-            f"OCTA-500 {self.fov} ({self.layout} layout) at {self.fov_dir}",
+            f"{self.name} ({self.layout} layout of OCTA-500) at {self.fov_dir}",
             f"  ids: {len(self.ids)} ({self.ids[0]}-{self.ids[-1]})",
         ]
         for layer in LAYERS:
-            lines.append(f"  projection {layer:<8} {len(self._files[layer])} files")
+            used = "" if layer in self.used else " (not used: channels " + ",".join(self.channels) + ")"
+            lines.append(f"  projection {layer:<8} {len(self._files[layer])} files{used}")
         for task in TASKS:
             n = len(self._files[task]) if task in self.tasks else 0
             state = f"{n} labels" if task in self.tasks else f"absent (no {self.label_dir / TASK_FOLDERS[task]})"
             lines.append(f"  task {task:<10} {state}")
-        first = self.path(self.ids[0], "FULL")
+        first = self.path(self.ids[0], self.used[0])
         try:
             h, w = read_grey(first).shape
             nominal = FOV_SIZE[self.fov]

@@ -14,6 +14,7 @@ from typing import Iterable
 
 import numpy as np
 
+from samocta.data.ids import SampleId, sorted_ids
 from samocta.data.octa500 import FOVS
 from samocta.errors import DatasetError
 from samocta.files import atomic_write_text
@@ -30,18 +31,18 @@ class Split:
     """Subject ids for training, validation (model selection) and test (reporting).
 
     Attributes:
-        name: e.g. "standard-3M" or "kfold10-seed0-fold3".
-        train, val, test: sorted subject ids; disjoint.
+        name: e.g. "standard-3M", "kfold10-seed0-fold3" or "ROSSA-folders".
+        train, val, test: sorted subject ids (OCTA-500 numbers, or a folder dataset's stems); disjoint.
     """
 
     name: str
-    train: list[int]
-    val: list[int]
-    test: list[int] = field(default_factory=list)
+    train: list[SampleId]
+    val: list[SampleId]
+    test: list[SampleId] = field(default_factory=list)
 
-    def restrict(self, available: Iterable[int]) -> "Split":
+    def restrict(self, available: Iterable[SampleId]) -> "Split":
         """The same split keeping only ids in ``available`` (for a tree holding a subset of subjects)."""
-        keep = set(int(i) for i in available)
+        keep = set(available)
         return Split(self.name, *[[i for i in part if i in keep] for part in (self.train, self.val, self.test)])
 
     def to_json(self, path: str | os.PathLike) -> None:
@@ -54,11 +55,18 @@ class Split:
         """Read a split written by ``to_json``."""
         try:
             raw = json.loads(Path(path).read_text())
-            return cls(name=str(raw["name"]), **{k: [int(i) for i in raw[k]] for k in ("train", "val", "test")})
+            # OCTA-500's ids are numbers, a folder dataset's are its file stems: each kept as written
+            return cls(name=str(raw["name"]), **{k: [_id(i) for i in raw[k]] for k in ("train", "val", "test")})
         except FileNotFoundError as exc:
             raise DatasetError(f"missing split file: {path}") from exc
         except (KeyError, TypeError, ValueError) as exc:
             raise DatasetError(f"{path}: not a split file (expected keys name, train, val, test): {exc}") from exc
+
+
+def _id(value: object) -> SampleId:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise TypeError(f"a subject id is a number or a file stem, got {value!r}")
+    return value
 
 
 def standard_split(fov: str, available: Iterable[int] | None = None) -> Split:
@@ -75,11 +83,12 @@ def standard_split(fov: str, available: Iterable[int] | None = None) -> Split:
     return split if available is None else split.restrict(available)
 
 
-def kfold_split(ids: Iterable[int], k: int = 10, seed: int = 0) -> list[Split]:
+def kfold_split(ids: Iterable[SampleId], k: int = 10, seed: int = 0) -> list[Split]:
     """Seeded k-fold cross-validation, as in the SAM-OCTA paper (no held-out test set).
 
-    The ids are shuffled with ``numpy.random.default_rng(seed)`` and cut into ``k`` folds whose
-    sizes differ by at most one. Fold ``i`` validates on its own ids and trains on all the others.
+    The ids, in natural order, are shuffled with ``numpy.random.default_rng(seed)`` and cut into
+    ``k`` folds whose sizes differ by at most one. Fold ``i`` validates on its own ids and trains on
+    all the others.
 
     Args:
         ids: subject ids (duplicates are removed).
@@ -89,12 +98,12 @@ def kfold_split(ids: Iterable[int], k: int = 10, seed: int = 0) -> list[Split]:
     Returns:
         ``k`` splits; their ``val`` parts are disjoint and together cover every id.
     """
-    ids = sorted(set(int(i) for i in ids))
+    ids = sorted_ids(ids)
     if not 2 <= k <= len(ids):
         raise DatasetError(f"k-fold needs 2 <= k <= number of ids; got k={k} for {len(ids)} ids")
     order = np.random.default_rng(seed).permutation(len(ids))
-    folds = [sorted(ids[j] for j in part) for part in np.array_split(order, k)]
+    folds = [sorted_ids(ids[j] for j in part) for part in np.array_split(order, k)]
     return [
-        Split(f"kfold{k}-seed{seed}-fold{i}", sorted(set(ids) - set(fold)), fold, [])
+        Split(f"kfold{k}-seed{seed}-fold{i}", sorted_ids(set(ids) - set(fold)), fold, [])
         for i, fold in enumerate(folds)
     ]

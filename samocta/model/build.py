@@ -280,5 +280,6 @@ def build_model(config, device: str | torch.device | None = None):
     sam = build_sam(config.model, weights, pretrained=weights is not None)
     model = LoRASam(sam, config.rank, config.alpha, config.lora_dropout, config.train_decoder, base_sha256=sha,
                     mask_rule=config.mask_rule, task=config.task)
-    model.trained_with = {"fov": config.fov, "prompt_mode": config.prompt_mode, "no_prompt_fraction": str(config.no_prompt_fraction)}
+    model.trained_with = {"prompt_mode": config.prompt_mode, "no_prompt_fraction": str(config.no_prompt_fraction),
+                          "channels": config.channels, **({"fov": config.fov} if config.fov else {})}
     return model.to(resolve_device(config.device if device is None else device))

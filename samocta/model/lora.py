@@ -28,7 +28,7 @@ class AdapterError(SamOctaError, ValueError):
 # what an adapter must say about the model it belongs to
 ADAPTER_KEYS = ("model_type", "rank", "alpha", "dropout", "train_decoder", "mask_rule", "task")
 # and what it records of how it was trained (not needed to load it)
-TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size")
+TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size", "fov_mm", "channels", "dataset")
 
 
 class LoRALinear(nn.Module):
@@ -287,6 +287,8 @@ class LoRASam(PromptableSam):
         with torch.no_grad():
             for name, value in tensors.items():
                 params[name].copy_(value)
+        # how the loaded adapter was trained (FoV, image size, channels, ...) is now this model's
+        self.trained_with = {**self.trained_with, **{k: meta[k] for k in TRAINED_WITH if k in meta}}
         return meta
 
     def merge(self) -> None:

@@ -67,14 +67,19 @@ class MaskOutput:
     selected: torch.Tensor
 
     def masks(self, threshold: float = 0.5) -> np.ndarray:
-        """The selected masks, binarised: bool ``(B, H, W)`` where ``sigmoid(logits) > threshold``.
+        """The selected masks, binarised: bool ``(B, H, W)`` (see ``binarize``)."""
+        return binarize(self.logits, threshold)
 
-        Compared on the logits (``logits > log(t / (1 - t))``, the same set without the rounding
-        of a sigmoid near 0.5); the one place the package turns logits into a mask.
-        """
-        if not 0 < threshold < 1:
-            raise InputError(f"the threshold (--threshold) must lie between 0 and 1, got {threshold}")
-        return (self.logits[:, 0].float() > math.log(threshold / (1 - threshold))).cpu().numpy()
+
+def binarize(logits: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
+    """Masks from logits ``(B, 1, H, W)``: bool ``(B, H, W)`` where ``sigmoid(logits) > threshold``.
+
+    Compared on the logits (``logits > log(t / (1 - t))``, the same set without the rounding of a
+    sigmoid near 0.5); the one place the package turns logits into a mask.
+    """
+    if not 0 < threshold < 1:
+        raise InputError(f"the threshold (--threshold) must lie between 0 and 1, got {threshold}")
+    return (logits[:, 0].float() > math.log(threshold / (1 - threshold))).cpu().numpy()
 
 
 def split_prompts(

@@ -19,7 +19,7 @@ import numpy as np
 from scipy import ndimage
 
 from samocta.connectivity import EIGHT
-from samocta.data.octa500 import FOV_SIZE, FOVS, Sample, pixel_size_um
+from samocta.data.octa500 import FOV_MM, FOV_SIZE, FOVS, Sample, pixel_size_um
 from samocta.synth.render import (
     correlated_noise,
     faz_mask,
@@ -229,7 +229,7 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
         "config": asdict(cfg),
         "forest": forest,
     }
-    return Sample(id=-1, fov=fov, image=image, labels=labels, meta=meta)
+    return Sample(id=-1, fov=fov, image=image, labels=labels, meta=meta, fov_mm=FOV_MM[fov])
 
 
 def _artefacts(channels: dict[str, np.ndarray], shape: tuple[int, int], rng: np.random.Generator, cfg: SynthConfig) -> None:
