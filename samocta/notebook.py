@@ -45,11 +45,14 @@ class Chapter:
         work: the folder the chapters share (synthetic data, runs).
         model: the SAM type; checkpoint: its weights (None: the shipped tiny SAM; "download" in
             full mode unless given).
-        fov, seed, epochs: as the parameters say.
+        fov, seed, epochs: as the parameters say (fov: None when the data is a folder dataset,
+            whose field of view is its own: ``fov_mm``).
         subjects: training subjects a run uses (0: all of its split's).
         split, fold: "standard" or "kfold", and the fold of a k-fold split (10 folds).
         batch: images per optimiser step (0: 4 in smoke mode, 1 in full mode).
         device: where every model of the chapter runs.
+        fov_mm: a folder dataset's scan width in mm (None: its dataset.json's, or unknown).
+        channels: what fills SAM's three channels ("auto": what the data has).
     """
 
     mode: str
@@ -65,6 +68,14 @@ class Chapter:
     fold: int = 0
     batch: int = 0
     device: torch.device = torch.device("cpu")
+    fov_mm: float | None = None
+    channels: str = "auto"
+
+    def dataset(self, channels: str | None = None):
+        """The chapter's data: an OCTA-500 tree (its FoV ``fov``) or a folder dataset (``samocta.data.open_dataset``)."""
+        from samocta.data import open_dataset
+
+        return open_dataset(self.data_root, self.fov, channels or self.channels, self.fov_mm)
 
     @property
     def batch_size(self) -> int:
@@ -99,9 +110,9 @@ class Chapter:
         """
         from samocta.train import TrainConfig, config_differences, open_data, read_history
 
-        base = dict(data=str(self.data_root), fov=self.fov, model=self.model, checkpoint=self.checkpoint,
-                    epochs=self.epochs, batch_size=self.batch_size, seed=self.seed, out=str(self.run_dir(name)),
-                    split=self.split, fold=self.fold, max_train=self.subjects or None)
+        base = dict(data=str(self.data_root), fov=self.fov, fov_mm=self.fov_mm, channels=self.channels, model=self.model,
+                    checkpoint=self.checkpoint, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
+                    out=str(self.run_dir(name)), split=self.split, fold=self.fold, max_train=self.subjects or None)
         config = TrainConfig(**{**base, **fields})
         fold_dir = config.fold_dir()
         if (fold_dir / runs.CONFIG).exists():
@@ -187,16 +198,15 @@ def checkpoint_line(model: str, checkpoint: str | None) -> str:
     return f"checkpoint: {path} ({kind}, SHA-256 {sha})"
 
 
-def data_lines(data_root: Path, fov: str, check: bool) -> list[str]:
+def data_lines(chapter: "Chapter", check: bool) -> list[str]:
     """The dataset summary and, if ``check``, the result of reading every subject (``check-data``)."""
-    from samocta.data import OCTA500
-
-    index = OCTA500(data_root, fov)
+    index = chapter.dataset()
     lines = index.summary().splitlines()
     if check:
         problems = index.validate()
         if problems:
-            lines.append(f"  data check: {len(problems)} problem(s); 'python -m samocta check-data {data_root} --fov {fov}' lists them:")
+            command = f"python -m samocta check-data {chapter.data_root}" + (f" --fov {chapter.fov}" if chapter.fov else "")
+            lines.append(f"  data check: {len(problems)} problem(s); '{command}' lists them:")
             lines += [f"    - {p}" for p in problems[:5]]
         else:
             lines.append(f"  data check: all {len(index.ids)} subjects read, no problems found")
@@ -205,12 +215,14 @@ def data_lines(data_root: Path, fov: str, check: bool) -> list[str]:
 
 def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: str = "3M", seed: int = 0,
           epochs: int = 10, subjects: int = 0, split: str = "standard", fold: int = 0, batch: int = 0,
-          n_synthetic: int = 40, drive: bool = True, verbose: bool = True) -> Chapter:
+          n_synthetic: int = 40, drive: bool = True, verbose: bool = True, fov_mm: float | None = None,
+          channels: str = "auto") -> Chapter:
     """Resolve a chapter's parameters, write synthetic data if needed, and say what the chapter uses.
 
     Args:
         mode: "smoke" or "full".
-        data: an OCTA-500 root (either layout); empty: synthetic data (smoke mode only).
+        data: an OCTA-500 root (either layout) or a folder dataset of your own; empty: synthetic
+            data (smoke mode only).
         workdir: the folder the chapters share (relative: on Colab, on Google Drive).
         model, checkpoint: the SAM type and its weights (empty: the shipped tiny SAM in smoke mode,
             "download" in full mode).
@@ -219,11 +231,15 @@ def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: 
         batch: images per step (0: the mode's default).
         n_synthetic: subjects of the synthetic tree.
         drive: on Colab, keep a relative work folder on Google Drive.
+        fov_mm: a folder dataset's scan width in mm, if its dataset.json does not say it.
+        channels: what fills SAM's three channels ("auto", one projection, or three names).
 
     Raises:
         SetupError: an unknown mode or split, a fold out of range, a negative count, or full mode
             without data.
     """
+    from samocta.data.channels import parse_channels
+    from samocta.data.octa500 import octa500_fovs
     from samocta.model.build import resolve_device
     from samocta.synth import ensure_synthetic
 
@@ -236,6 +252,12 @@ def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: 
     for name, value in (("SUBJECTS", subjects), ("BATCH", batch), ("EPOCHS", epochs)):
         if value < (1 if name == "EPOCHS" else 0):
             raise SetupError(f"{name} (SAMOCTA_{name}) must be {'at least 1' if name == 'EPOCHS' else '0 (the default) or more'}, got {value}")
+    if fov_mm is not None and not 0 < fov_mm <= 50:
+        raise SetupError(f"FOV_MM (SAMOCTA_FOV_MM) is a scan width in mm, above 0 and at most 50 (0: not given); got {fov_mm}")
+    try:
+        parse_channels(channels)
+    except SamOctaError as exc:
+        raise SetupError(f"CHANNELS (SAMOCTA_CHANNELS): {exc}") from None
     if not data and mode == "full":
         raise SetupError(
             "full mode needs the real data: set DATA (SAMOCTA_DATA) to your OCTA-500 folder (either layout), or run in "
@@ -249,14 +271,17 @@ def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: 
     else:  # synthetic OCTA in the official OCTA-500 layout: the loader cannot tell it from the real tree
         data_root = ensure_synthetic(work / "synthetic-octa500", fov, n=n_synthetic, seed=seed)
     device = resolve_device("auto")
-    chapter = Chapter(mode, data_root, work, model, checkpoint or ("download" if mode == "full" else None), fov, seed,
-                      epochs, subjects, split, fold, batch, device)
+    folder = bool(data) and not octa500_fovs(data_root)  # a folder dataset of one's own: its FoV is its own
+    chapter = Chapter(mode, data_root, work, model, checkpoint or ("download" if mode == "full" else None),
+                      None if folder else fov, seed, epochs, subjects, split, fold, batch, device, fov_mm, channels)
     if verbose:
-        source = "OCTA-500" if data else "synthetic OCTA"
+        source = ("a folder dataset" if folder else "OCTA-500") if data else "synthetic OCTA"
         print(f"mode {mode}: {source}, model {model}, work folder {work}")
         for line in runtime_lines(device, mode):
             print(line)
         print(checkpoint_line(model, chapter.checkpoint))
-        for line in data_lines(data_root, fov, check=bool(data)):
+        if folder and fov != "3M":
+            print(f"note: FOV {fov} is for OCTA-500 trees; this folder dataset's width is FOV_MM or its dataset.json's")
+        for line in data_lines(chapter, check=bool(data)):
             print(line)
     return chapter

@@ -195,6 +195,7 @@ class ClickPrompts:
         browser_dir: str | os.PathLike | None = None,
         browser_url: str = "",
         name: str = "subject",
+        pixel_um: float | None = None,
     ) -> None:
         if not 0 < threshold < 1:
             raise ValueError(f"threshold must lie between 0 and 1, got {threshold}")
@@ -211,9 +212,14 @@ class ClickPrompts:
         if model is not None:
             import torch
 
+            from samocta.evaluate import scan_views
+
             with torch.inference_mode():
                 model.eval()
-                self._embedding = model.embed(self.image[None])  # once: clicks only re-decode
+                # once: clicks only re-decode; a scan of another pixel size than the adapter's training
+                # images is shown to it as predict and evaluate show it (samocta.resample)
+                self._resampling, self._embeddings = scan_views(model, self.image, pixel_um, "the image")
+                self._embedding = self._embeddings[0]
         shown = self.image if channel is None or self.image.ndim == 2 else self.image[..., channel]
         self._image_url = png_data_url(shown.astype(np.uint8))
         self.widget = canvas_class()(image=self._image_url, width=int(self.image.shape[1]), height=int(self.image.shape[0]),
@@ -259,11 +265,14 @@ class ClickPrompts:
             return None
         import torch
 
+        from samocta.evaluate import decode_points
+        from samocta.model.promptable import binarize
+
         coords, labels = self.state.as_arrays()
         t0 = time.perf_counter()
         with torch.inference_mode():  # with the model's own mask rule, as it was trained and scored
-            out = self.model.decode(self._embedding, [coords], [labels])
-        mask = out.masks(self.threshold)[0]
+            logits = decode_points(self.model, self._resampling, self._embeddings, coords, labels)
+        mask = binarize(logits, self.threshold)[0]
         self.latency_ms = (time.perf_counter() - t0) * 1000
         self.decodes += 1
         return mask
@@ -280,9 +289,13 @@ class ClickPrompts:
     # ------------------------------------------------------------------ the rendered book
     def _export_for_browser(self, folder: Path, url: str) -> dict:
         """Write the decoder (ONNX) and this image's embedding for the page's browser decoder."""
+        from samocta.errors import InputError
         from samocta.export import export_decoder_onnx
         from samocta.files import atomic_write_bytes
 
+        if not self._resampling.identity:
+            raise InputError(f"the browser decoder decodes one image at the adapter's own size and pixel size; this one is "
+                             f"{self._resampling.describe()}: click it in a live notebook, or use a scan of the adapter's size")
         folder.mkdir(parents=True, exist_ok=True)
         decoder = export_decoder_onnx(self.model, folder / "decoder.onnx", self.image.shape[:2])
         features = self._embedding.features.detach().float().cpu().numpy()
@@ -333,6 +346,8 @@ def click_prompts(image: np.ndarray, model: "PromptableSam | None" = None, displ
         browser_dir, browser_url: where to write the browser decoder and this image's embedding, and
             the URL the rendered page finds them at (the book's build sets both).
         name: the image's name in those files.
+        pixel_um: the image's pixel size in µm: an image of another pixel size than the adapter's
+            training images is decoded at the adapter's scale, as ``predict`` decodes it.
         display: show the canvas when running in a notebook.
 
     Returns:

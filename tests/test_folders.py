@@ -396,3 +396,36 @@ def test_scoring_on_another_copy_of_octa500_leaves_out_the_subjects_the_run_trai
     assert "OCTA-500 subject(s) the run trained or validated on left out" in capsys.readouterr().out
     scored = pd.read_csv(run / "standard" / "results-all-on-copy.csv")
     assert sorted(set(scored["id"].astype(int))) == split["test"]
+
+
+def test_a_projection_folder_missing_a_subject_is_named_once(tmp_path):
+    write_folder(tmp_path / "d", n=3, seed=0, size=48, projections=LAYERS, layout="subfolders", tasks=("FAZ",), progress=False)
+    stem = sorted(p.stem for p in (tmp_path / "d" / "images" / "FULL").iterdir())[0]
+    (tmp_path / "d" / "images" / "FULL" / f"{stem}.png").unlink()
+    with pytest.raises(DatasetError) as caught:
+        open_dataset(tmp_path / "d")
+    assert len(caught.value.problems) == 1 and "images/FULL: no image with the stem" in caught.value.problems[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("chapter", ["01_data", "02_prompts", "03_finetune", "04_evaluate", "05_interactive", "06_predict"])
+def test_the_chapters_take_a_folder_dataset_where_they_take_an_octa500_root(tmp_path, chapter):
+    import os
+    from pathlib import Path
+
+    import papermill as pm
+
+    write_folder(tmp_path / "mine", n=12, seed=3, size=128, fov_mm=3.0, projections=("ILM_OPL",), tasks=("FAZ", "RV"),
+                 stems="name", progress=False)
+    notebook = Path(__file__).resolve().parent.parent / "notebooks" / f"{chapter}.ipynb"
+    env = {"SAMOCTA_DATA": str(tmp_path / "mine"), "SAMOCTA_WORKDIR": str(tmp_path / "work"), "SAMOCTA_EPOCHS": "2"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        pm.execute_notebook(str(notebook), str(tmp_path / "out.ipynb"), kernel_name="python3", cwd=str(tmp_path),
+                            progress_bar=False)
+    finally:
+        for k, v in old.items():
+            os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
+    text = (tmp_path / "out.ipynb").read_text()
+    assert "mine (folder dataset)" in text and '"output_type": "error"' not in text

@@ -34,11 +34,13 @@ import os
 # Each value comes from an environment variable (SAMOCTA_MODE, ...) if set. On Colab, edit the values
 # here instead, e.g. MODE = "full" and DATA = "/content/drive/MyDrive/OCTA-500" (see "Running it for real").
 MODE = os.environ.get("SAMOCTA_MODE", "smoke")  # "smoke": CPU, synthetic OCTA, tiny SAM; "full": GPU, OCTA-500
-DATA = os.environ.get("SAMOCTA_DATA", "")  # an OCTA-500 root (either layout); empty: synthetic (smoke only)
+DATA = os.environ.get("SAMOCTA_DATA", "")  # an OCTA-500 root (either layout) or your own folders; empty: synthetic
 CHECKPOINT = os.environ.get("SAMOCTA_CHECKPOINT", "")  # a SAM checkpoint file, "download" or "random"
 MODEL = os.environ.get("SAMOCTA_MODEL", "tiny" if MODE == "smoke" else "vit_h")
 TASK = os.environ.get("SAMOCTA_TASK", "FAZ")  # FAZ, RV, Capillary, Artery or Vein
-FOV = os.environ.get("SAMOCTA_FOV", "3M")  # 3M or 6M
+FOV = os.environ.get("SAMOCTA_FOV", "3M")  # 3M or 6M: the part of an OCTA-500 tree
+FOV_MM = float(os.environ.get("SAMOCTA_FOV_MM", "0")) or None  # your folders' scan width in mm (0: dataset.json's)
+CHANNELS = os.environ.get("SAMOCTA_CHANNELS", "auto")  # SAM's 3 channels: auto, one projection, or three names
 SEED = int(os.environ.get("SAMOCTA_SEED", "0"))
 EPOCHS = int(os.environ.get("SAMOCTA_EPOCHS", "12" if MODE == "smoke" else "100"))
 SUBJECTS = int(os.environ.get("SAMOCTA_SUBJECTS", "0"))  # training subjects per run; 0: all
@@ -74,7 +76,8 @@ if importlib.util.find_spec("samocta") is None or PIP:
 
 from samocta.notebook import setup
 
-chapter = setup(MODE, DATA, WORKDIR, MODEL, CHECKPOINT, FOV, SEED, EPOCHS, SUBJECTS, SPLIT, FOLD, BATCH)
+chapter = setup(MODE, DATA, WORKDIR, MODEL, CHECKPOINT, FOV, SEED, EPOCHS, SUBJECTS, SPLIT, FOLD, BATCH,
+                fov_mm=FOV_MM, channels=CHANNELS)
 data_root, work = chapter.data_root, chapter.work'''
 
 COLAB_LINK = re.compile(r"^\[Open in Colab\]\(.*$", re.M)

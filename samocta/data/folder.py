@@ -292,13 +292,13 @@ class FolderDataset:
         the same stems; no stem in two split folders."""
         seen: dict[str, str | None] = {}
         for part in self.parts:
-            projections = list(part.images)
-            reference = part.images[projections[0]] if projections else {}
-            for projection in projections[1:]:
-                for stem in sorted(set(reference) ^ set(part.images[projection])):
-                    has, lacks = (projections[0], projection) if stem in reference else (projection, projections[0])
-                    problems.append(f"{part.images[has][stem]}: no {lacks} image with the stem {stem!r}; every projection "
-                                    "folder needs every subject")
+            stems = set().union(*part.images.values()) if part.images else set()
+            reference = {stem: next(f[stem] for f in part.images.values() if stem in f) for stem in stems}
+            for projection, files in part.images.items():
+                for stem in sorted(stems - set(files), key=str):
+                    folder = reference[stem].parent.parent / projection
+                    problems.append(f"{folder}: no image with the stem {stem!r}, which {reference[stem]} has; every "
+                                    "projection folder needs every subject")
             for task, files in part.labels.items():
                 folder = next(iter(files.values())).parent if files else None
                 for stem in sorted(set(files) - set(reference), key=str):
