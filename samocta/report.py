@@ -22,11 +22,15 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from samocta import grid, runs
 from samocta.files import atomic_write_csv, atomic_write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 METRICS = ("dice", "jaccard")
 KEYS = ["task", "fov", "trained_mode", "mode"]
@@ -36,11 +40,11 @@ KEYS = ["task", "fov", "trained_mode", "mode"]
 class Report:
     """What ``report`` wrote: the per-fold rows, the summary and the jobs that are not finished."""
 
-    per_fold: "pd.DataFrame"  # noqa: F821
-    summary: "pd.DataFrame"  # noqa: F821
+    per_fold: "pd.DataFrame"
+    summary: "pd.DataFrame"
     unfinished: dict[str, str]
     markdown: str
-    across: "pd.DataFrame | None" = None  # noqa: F821 - scores on other datasets, "trained on A, scored on B"
+    across: "pd.DataFrame | None" = None  # scores on other datasets, "trained on A, scored on B"
 
 
 def bootstrap_ci(values: np.ndarray, n: int = 10_000, seed: int = 0, level: float = 0.95) -> tuple[float, float]:

@@ -429,3 +429,10 @@ def test_the_chapters_take_a_folder_dataset_where_they_take_an_octa500_root(tmp_
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
     text = (tmp_path / "out.ipynb").read_text()
     assert "mine (folder dataset)" in text and '"output_type": "error"' not in text
+
+
+def test_dataset_json_tasks_must_match_the_label_folders(folder):
+    meta = json.loads((folder / "dataset.json").read_text())
+    (folder / "dataset.json").write_text(json.dumps({**meta, "tasks": ["FAZ"]}))
+    with pytest.raises(DatasetError, match=r"tasks \['FAZ'\] differ from the label folders' \['RV'\]"):
+        open_dataset(folder)

@@ -36,7 +36,7 @@ from samocta.data.channels import fill_channels, resolve_channels
 from samocta.data.ids import sorted_ids
 from samocta.data.imageio import FOLDER_SUFFIXES, image_size, read_image
 from samocta.data.octa500 import TASK_FOLDERS, TASKS, Sample, fov_label
-from samocta.data.reading import label_checks, read_label
+from samocta.data.reading import label_checks, read_label, read_or_raise
 from samocta.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -179,6 +179,10 @@ class FolderDataset:
         self._check_parts(problems)
         self.projections = self._projections(meta, problems)
         self.tasks = tuple(t for t in TASKS if any(t in part.labels for part in self.parts))
+        named = {_TASK_NAMES.get(str(t).lower(), str(t)) for t in meta.get("tasks", [])}
+        if named and self.tasks and named != set(self.tasks):
+            problems.append(f"{self.root / DATASET_JSON}: tasks {sorted(named)} differ from the label folders' "
+                            f"{list(self.tasks)}; make them agree")
         self.missing_tasks = tuple(t for t in TASKS if t not in self.tasks)
         self.unnamed_labels = any(None in part.labels for part in self.parts)
         self._index = {sid: part for part in self.parts for stems in part.images.values() for sid in stems}
@@ -477,14 +481,8 @@ class FolderDataset:
         """
         if sample_id not in self._index:
             raise DatasetError(f"{sample_id!r} is not a subject of {self.root} (ids are the file stems)")
-        tasks = tuple(self.tasks if tasks is None else tasks)
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise DatasetError(f"unknown task(s) {unknown}; expected some of {TASKS}")
-        sample, problems = self.read(sample_id, tasks, check_orientation)
-        if sample is None:
-            raise DatasetError(f"{sample_id}: " + "; ".join(problems), problems)
-        return sample
+        return read_or_raise(self.read, sample_id, self.tasks if tasks is None else tasks, TASKS, check_orientation,
+                             str(sample_id))
 
     def validate(self, check_orientation: bool = True, progress: bool = False) -> list[str]:
         """Every problem of the dataset's subjects, one message per problem, each naming its file."""

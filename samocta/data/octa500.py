@@ -18,7 +18,7 @@ import numpy as np
 from samocta.data.channels import PAPER, resolve_channels
 from samocta.data.ids import SampleId
 from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
-from samocta.data.reading import VESSEL_TASKS, label_checks, orientation_scores, read_label
+from samocta.data.reading import label_checks, read_label, read_or_raise
 from samocta.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -181,7 +181,7 @@ class OCTA500:
         for layer in LAYERS:
             self._files[layer] = self._scan(proj_dir / f"OCTA({layer})", projection=True)
         self.projections: tuple[str, ...] = tuple(layer for layer in LAYERS if self._files[layer])
-        self.channels = resolve_channels(channels, LAYERS, f"an OCTA-500 tree")
+        self.channels = resolve_channels(channels, LAYERS, "an OCTA-500 tree")
         self.used = tuple(dict.fromkeys(self.channels))  # the projections read, each once
         self.tasks: tuple[str, ...] = tuple(t for t in TASKS if (self.label_dir / TASK_FOLDERS[t]).is_dir())
         self.missing_tasks: tuple[str, ...] = tuple(t for t in TASKS if t not in self.tasks)
@@ -330,14 +330,8 @@ class OCTA500:
             owner = fov_of(sample_id)
             where = f"it is a {owner} id" if owner and owner != self.fov else f"not found under {self.fov_dir}"
             raise DatasetError(f"id {sample_id} is not in this {self.fov} index ({where})")
-        tasks = tuple(self.tasks if tasks is None else tasks)
-        unknown = [t for t in tasks if t not in TASKS]
-        if unknown:
-            raise DatasetError(f"unknown task(s) {unknown}; expected some of {TASKS}")
-        sample, problems = self.read(sample_id, tasks, check_orientation)
-        if sample is None:
-            raise DatasetError(f"id {sample_id}: " + "; ".join(problems), problems)
-        return sample
+        return read_or_raise(self.read, sample_id, self.tasks if tasks is None else tasks, TASKS, check_orientation,
+                             f"id {sample_id}")
 
     def validate(self, check_orientation: bool = True, progress: bool = False) -> list[str]:
         """Every problem of the tree, one message per problem, each naming its path.

@@ -5,7 +5,7 @@ binary labels, and the checks that refuse a label that cannot be right (with eve
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -111,3 +111,22 @@ def label_checks(
                     "some copies of the 3 mm data are rotated by 90 degrees: re-orient the labels or the projections"
                 )
     return problems
+
+
+def read_or_raise(
+    read: Callable[[Any, tuple[str, ...], bool], tuple[Any, list[str]]],
+    sample_id: Any,
+    tasks: Sequence[str],
+    known: Sequence[str],
+    check_orientation: bool,
+    what: str,
+) -> Any:
+    """What an index's ``load`` does with its ``read``: the sample, or a ``DatasetError`` listing every
+    problem (``what`` names the subject in the message); tasks outside ``known`` are refused first."""
+    unknown = [t for t in tasks if t not in known]
+    if unknown:
+        raise DatasetError(f"unknown task(s) {unknown}; expected some of {tuple(known)}")
+    sample, problems = read(sample_id, tuple(tasks), check_orientation)
+    if sample is None:
+        raise DatasetError(f"{what}: " + "; ".join(problems), problems)
+    return sample
