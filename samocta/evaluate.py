@@ -362,7 +362,8 @@ def evaluate_run(
     results["channels"] = channels_label(config.channels)
     results["trained_mode"] = config.prompt_mode
     results["trained_on"] = trained_on
-    results["scored_on"] = trained_on if not cross else index.name
+    # another dataset that happens to bear the training data's name is told apart by its place
+    results["scored_on"] = trained_on if not cross else index.name if index.name != trained_on else f"{index.name} at {index.where}"
     results["setup"] = run_setup(config)
     results["split"] = config.split
     results["part"] = part

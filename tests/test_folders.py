@@ -436,3 +436,10 @@ def test_dataset_json_tasks_must_match_the_label_folders(folder):
     (folder / "dataset.json").write_text(json.dumps({**meta, "tasks": ["FAZ"]}))
     with pytest.raises(DatasetError, match=r"tasks \['FAZ'\] differ from the label folders' \['RV'\]"):
         open_dataset(folder)
+
+
+def test_a_folder_dataset_beside_an_octa500_tree_is_read_as_itself(tmp_path):
+    write_octa500(tmp_path, "3M", n=3, seed=0, size=48, progress=False)  # OCTA_3mm/ and Label/ in tmp_path
+    write_folder(tmp_path / "ROSSA", n=3, seed=1, size=48, layout="split", progress=False)
+    assert isinstance(open_dataset(tmp_path / "ROSSA"), FolderDataset)
+    assert isinstance(open_dataset(tmp_path / "OCTA_3mm"), OCTA500) and isinstance(open_dataset(tmp_path), OCTA500)

@@ -117,18 +117,12 @@ def octa500_fovs(root: str | os.PathLike) -> list[str]:
     root = Path(root).expanduser()
     if not root.is_dir():
         return []
-    candidates = [root, root.parent] + sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
-    found = []
-    for fov in FOVS:
-        for base in candidates:
-            if any((base / dirs[fov] / proj).is_dir() for dirs, proj, _ in LAYOUT_DIRS.values()):
-                found.append(fov)
-                break
-            if base.name in (dirs[fov] for dirs, _, _ in LAYOUT_DIRS.values()) and any(
-                    (base / proj).is_dir() for _, proj, _ in LAYOUT_DIRS.values()):
-                found.append(fov)
-                break
-    return found
+    # the places OCTA500 looks in: the folder, its parent when it is a FoV folder, the folders in it
+    fov_names = {name for dirs, _, _ in LAYOUT_DIRS.values() for name in dirs.values()}
+    candidates = [root] + ([root.parent] if root.name in fov_names else [])
+    candidates += sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return [fov for fov in FOVS
+            if any((base / dirs[fov] / proj).is_dir() for base in candidates for dirs, proj, _ in LAYOUT_DIRS.values())]
 
 
 class OCTA500:
