@@ -114,21 +114,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         return 1
     if args.data is None and (args.fov is not None or args.fov_mm is not None):
         raise SamOctaError("--fov and --fov-mm describe the dataset of --data; a run's own data is described by its config")
-    results = pd.concat(
-        [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks, progress=not args.quiet,
-                      data=args.data, fov=args.fov, fov_mm=args.fov_mm)
-         for fold_dir in folds],
-        ignore_index=True,
-    )
+    scored = [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks,
+                           progress=not args.quiet, data=args.data, fov=args.fov, fov_mm=args.fov_mm) for fold_dir in folds]
+    on = scored[0].attrs.get("on")  # the other dataset's slug, as each fold's files are named
+    results = pd.concat(scored, ignore_index=True)
     summary = summarize(results)
-    on = None
-    if args.data is not None and (results["trained_on"] != results["scored_on"]).any():
-        from samocta.data import dataset_slug
-        from samocta.data.source import open_for_adapter
-        from samocta.train import TrainConfig
-
-        config = TrainConfig.from_json(folds[0] / runs.CONFIG)
-        on = dataset_slug(open_for_adapter(args.data, config.channels, args.fov, args.fov_mm, label_task=config.task))
     if len(folds) > 1:
         atomic_write_csv(summary, runs.summary(run, results["part"].iloc[0], on))
     columns = ["dice", "dice_std", "jaccard", "cldice", "hd95", "hd95_um", "hd95_n", "empty_predictions", "empty_targets", "n_subjects"]

@@ -69,12 +69,6 @@ PAPER_TABLE2 = {
 }
 
 
-def data_source(root: str | os.PathLike) -> str:
-    """"synthetic" for a tree written by ``samocta.synth.write_octa500``, else "OCTA-500" (see ``Dataset.source``)."""
-    root = Path(root)
-    return "synthetic" if any(root.glob("synthetic-*.json")) or any(root.glob("*/synthetic-*.json")) else "OCTA-500"
-
-
 # What a model can be scored with: no points, points from the label (global, local), or "auto":
 # points the model draws from its own prompt-free pass (no label needed; see ``auto_prompt``).
 EVAL_MODES = MODES + ("auto",)
@@ -82,6 +76,9 @@ EVAL_MODES = MODES + ("auto",)
 
 class AutoPromptFallback(UserWarning):
     """An automatic prompt found no confident region: the prompt-free result stands."""
+
+
+AUTO_FALLBACK = "auto prompt: no confident region in the prompt-free pass; its result stands"
 
 
 def prompt_specs(task: str, modes: Sequence[str] | Mapping[str, PromptSpec]) -> dict[str, PromptSpec]:
@@ -104,7 +101,7 @@ def _auto(model: "PromptableSam", embedding: "Embedding", spec: PromptSpec, rng:
     points = confident_points(probability, spec.n_pos, spec.n_neg, rng, max_points=spec.max_points)
     if len(points) == 0:
         if fallback_warning:
-            warnings.warn(AutoPromptFallback("auto prompt: no confident region in the prompt-free pass; its result stands"),
+            warnings.warn(AutoPromptFallback(AUTO_FALLBACK),
                           stacklevel=3)
         return points, first
     return points, model.decode(embedding, [points.coords], [points.labels])
@@ -138,11 +135,11 @@ def decode_points(model: "PromptableSam", resampling: Resampling, embeddings: li
     Each view decodes with the points that fall inside it; with points given, a view holding none
     of them is left out (what was asked for lies elsewhere).
     """
+    prompted = np.asarray(labels).size > 0
     outs = []
     for view, embedding in zip(resampling.views, embeddings):
         c, lab = resampling.points_to_view(coords, labels, view)
-        outs.append(None if len(lab) == 0 and len(np.asarray(labels).reshape(-1)) else
-                    model.decode(embedding, [c], [lab]).logits)
+        outs.append(None if prompted and len(lab) == 0 else model.decode(embedding, [c], [lab]).logits)
     return resampling.merge(outs)
 
 
@@ -157,7 +154,7 @@ def decode_auto(model: "PromptableSam", resampling: Resampling, embeddings: list
         labels.append(np.asarray(points.labels, np.int64))
     coords, labels = np.concatenate(coords), np.concatenate(labels)
     if len(labels) == 0:
-        warnings.warn(AutoPromptFallback("auto prompt: no confident region in the prompt-free pass; its result stands"),
+        warnings.warn(AutoPromptFallback(AUTO_FALLBACK),
                       stacklevel=2)
     return coords, labels, resampling.merge(outs)
 
@@ -291,7 +288,8 @@ def evaluate_run(
     Returns:
         the per-sample rows of ``evaluate`` plus the run's data_source, model_type, channels,
         trained_mode, trained_on, scored_on, setup, split, part and selection. Written to
-        ``results-<part>.csv`` (another dataset: ``results-<part>-on-<slug>.csv``) with its summary.
+        ``results-<part>.csv`` (another dataset: ``results-<part>-on-<slug>.csv``, the slug in
+        ``attrs["on"]``) with its summary.
     """
     from samocta.data import Split, channels_label, dataset_slug, same_dataset
     from samocta.data import fov_of, id_seed
@@ -373,6 +371,7 @@ def evaluate_run(
     atomic_write_text(runs.evaluation(run_dir, part, on),
                       json.dumps({"part": part, "ids": ids, "modes": list(specs), "adapter": adapter,
                                   "data": str(index.where), "scored_on": results["scored_on"].iloc[0] if len(results) else ""}) + "\n")
+    results.attrs["on"] = on  # the other dataset's slug in the file names (None: the run's own data)
     return results
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from samocta import runs
+from samocta.data.channels import PAPER
 from samocta.data.octa500 import Fov, Task
 from samocta.errors import SamOctaError
 from samocta.files import atomic_torch_save, atomic_write_text
@@ -54,7 +55,6 @@ PRESET_CHOICES = {
 # batch order stays independent of every subject's draws.
 # (Pretraining keys its batches (seed, step): a separate process with its own seed.)
 BATCH_ORDER_SALT = 0xBA7C4
-PAPER_CHANNELS = ("OPL_BM", "ILM_OPL", "FULL")
 
 
 class TrainingError(SamOctaError, RuntimeError):
@@ -149,7 +149,7 @@ class TrainConfig:
             raw["mask_rule"] = "most_confident" if raw["multimask"] else "single"
         if raw.get("model", "tiny") != "tiny" and not raw.get("checkpoint"):
             raw["checkpoint"] = "random"  # what no checkpoint meant for the official types before it had to be said
-        raw.setdefault("channels", ",".join(PAPER_CHANNELS))  # runs made before the option filled them as the paper
+        raw.setdefault("channels", ",".join(PAPER))  # runs made before the option filled them as the paper
         known = {f.name for f in fields(cls)}  # "prompts" is derived, not read back
         return cls(**{k: v for k, v in raw.items() if k in known})
 
@@ -353,7 +353,8 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
             split = Split.from_json(run_dir / runs.SPLIT)
         except (ValueError, TypeError, KeyError) as exc:
             raise TrainingError(f"{run_dir / runs.SPLIT}: unreadable split ({exc}); start afresh in another --out") from None
-        gone = [i for i in split.train + split.val if i not in set(index.ids)]
+        present = set(index.ids)
+        gone = [i for i in split.train + split.val if i not in present]
         if gone:
             raise TrainingError(
                 f"{run_dir} was trained on subjects no longer under {config.data}: {gone[:10]}; restore them to resume, "

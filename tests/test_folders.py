@@ -22,6 +22,7 @@ from samocta.data import (
     read_grey,
     write_grey,
 )
+from samocta.errors import InputError
 from samocta.model import Embedding, MaskOutput
 from samocta.synth import make_sample, sample_seed, write_folder, write_octa500
 
@@ -317,7 +318,7 @@ def test_measurements_in_mm_are_refused_without_a_width_and_pixel_ones_stand_in(
 
     label = np.zeros((50, 50), bool)
     label[20:30, 20:30] = True
-    with pytest.raises(Exception, match="--fov-mm"):
+    with pytest.raises(InputError, match="--fov-mm"):
         measure(label, "FAZ", None)
     assert measure_pixels(label, "FAZ")["faz_area_px"] == 100
     assert measure_pixels(label, "RV")["mean_width_px"] == pytest.approx(measure(label, "RV", 50 / 1000)["mean_width_um"])
@@ -343,18 +344,24 @@ def test_resampling_plans_are_identity_padding_or_overlapping_views_and_points_m
     assert plan_resampling((304, 304), 3000 / 304, frame).identity
     assert plan_resampling((304, 304), None, frame).identity  # same size, unknown pixel size: shown as it is
     assert plan_resampling((64, 64), None, None).identity  # a model that records no training images
-    with pytest.raises(Exception, match="--fov-mm"):
+    with pytest.raises(InputError, match="--fov-mm"):
         plan_resampling((320, 320), None, frame)
     small = plan_resampling((304, 304), 2000 / 304, frame)  # 2 mm: 203 px, centred in one 304 px view
     assert small.resampled_shape == (203, 203) and small.views == ((-50, -50),)
     large = plan_resampling((400, 400), 15.0, frame)  # 6M onto 3M: 608 px, views overlapping by half
     assert large.resampled_shape == (608, 608) and len(large.views) == 9 and {v[0] for v in large.views} == {0, 152, 304}
-    points = np.array([[10.5, 20.5], [390.0, 5.0]], np.float32)
+    points = np.array([[10.5, 20.5], [390.0, 5.0]], np.float32)  # (x, y) on the 400 px scan
+    seen = []
     for view in large.views:
         moved, labels = large.points_to_view(points, np.array([1, 0]), view)
-        kept = np.isin(points[:, 0], large.points_from_view(moved, view)[:, 0].round(3))
-        np.testing.assert_allclose(large.points_from_view(moved, view), points[kept], atol=1e-3)
         assert ((moved >= 0) & (moved < 304)).all()
+        # 608 / 400 = 1.52 resampled px per scan px; the view starts at (top, left)
+        expected = points * 1.52 - np.array([view[1], view[0]])
+        inside = ((expected >= 0) & (expected < 304)).all(axis=1)
+        np.testing.assert_allclose(moved, expected[inside], atol=1e-3)
+        np.testing.assert_allclose(large.points_from_view(moved, view), points[inside], atol=1e-3)
+        seen += [tuple(p) for p in points[inside]]
+    assert set(seen) == {tuple(p) for p in points}  # every point lies in some view
 
 
 def test_ids_seed_their_subjects_the_same_way_in_every_form():

@@ -21,6 +21,7 @@ import numpy as np
 from samocta.errors import DatasetError
 
 AUTO = "auto"
+PAPER = ("OPL_BM", "ILM_OPL", "FULL")
 
 
 class ChannelsError(DatasetError):
@@ -30,7 +31,10 @@ class ChannelsError(DatasetError):
         super().__init__(message)
         self.projections = tuple(projections)
 
-PAPER = ("OPL_BM", "ILM_OPL", "FULL")
+
+def _missing(channels: Sequence[str], projections: Sequence[str]) -> list[str]:
+    """The projections named in ``channels`` (each once) that are not among ``projections``."""
+    return [name for name in dict.fromkeys(channels) if name not in projections]
 
 
 def parse_channels(spec: str | Sequence[str]) -> tuple[str, str, str] | None:
@@ -99,7 +103,7 @@ def resolve_channels(spec: str | Sequence[str] | None, projections: Sequence[str
     parsed = None if spec is None else parse_channels(spec)
     if parsed is None:
         return auto_channels(projections)
-    missing = [name for name in dict.fromkeys(parsed) if name not in projections]
+    missing = _missing(parsed, projections)
     if missing:
         raise ChannelsError(
             f"{where} has no {', '.join(missing)} projection (it has {', '.join(projections) or 'none'}); choose "
@@ -115,7 +119,7 @@ def check_adapter_channels(trained: Sequence[str], projections: Sequence[str], w
     Raises:
         DatasetError: naming what the adapter needs, what the data has, and the fix.
     """
-    missing = [name for name in dict.fromkeys(trained) if name not in projections]
+    missing = _missing(trained, projections)
     if missing:
         raise ChannelsError(
             f"the adapter was trained with channels {channels_label(tuple(trained))}, but {where} has no "

@@ -393,10 +393,6 @@ class FolderDataset:
         """The split this data comes with (split folders or dataset.json), or None."""
         return self._split
 
-    def parse_id(self, text: str) -> str | None:
-        """The id ``text`` names, if this dataset has it."""
-        return text if text in self._index else None
-
     def __len__(self) -> int:
         return len(self.ids)
 

@@ -34,7 +34,7 @@ def id_sort_key(sample_id: SampleId) -> tuple:
     """Natural order: "2" before "10", "scan_9" before "scan_10"; integers by value."""
     if isinstance(sample_id, numbers.Integral):
         return (0, int(sample_id))
-    return (1, tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in _DIGITS.split(sample_id) if part))
+    return (1, tuple((0, int(part), "") if part.isdecimal() else (1, 0, part) for part in _DIGITS.split(sample_id) if part))
 
 
 def sorted_ids(ids: Iterable[SampleId]) -> list[SampleId]:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from samocta.data.channels import PAPER, resolve_channels
+from samocta.data.channels import PAPER, fill_channels, resolve_channels
 from samocta.data.ids import SampleId
 from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
 from samocta.data.reading import label_checks, read_label, read_or_raise
@@ -199,10 +199,6 @@ class OCTA500:
 
         return standard_split(self.fov, available=self.ids)
 
-    def parse_id(self, text: str) -> int | None:
-        """The id ``text`` names, if this tree has it."""
-        return int(text) if text.isascii() and text.isdigit() and int(text) in self.ids else None
-
     def _locate(self, root: Path) -> tuple[str, Path, Path]:
         candidates = [root]
         if any(root.name in dirs.values() for dirs, _, _ in LAYOUT_DIRS.values()):
@@ -298,7 +294,7 @@ class OCTA500:
             problems += label_checks(labels, channels, self.fov_mm, lambda name: self.path(sample_id, name))
         if problems:
             return None, problems
-        image = np.stack([channels[layer] for layer in self.channels], axis=-1)
+        image = fill_channels(channels, self.channels)
         return Sample(id=sample_id, fov=self.fov, image=image, labels=labels, fov_mm=self.fov_mm), []
 
     def load(self, sample_id: int, tasks: tuple[str, ...] | list[str] | None = None, check_orientation: bool = True) -> Sample:

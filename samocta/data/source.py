@@ -3,7 +3,7 @@
 ``open_dataset(root, ...)`` is what every command and chapter calls with the path a user gives;
 both indexes answer the same questions (``ids``, ``tasks``, ``projections``, ``channels``,
 ``fov``, ``fov_mm``, ``name``, ``read``, ``load``, ``path``, ``validate``, ``summary``,
-``own_split``, ``parse_id``), so training, evaluation and prediction never ask which one they hold.
+``own_split``), so training, evaluation and prediction never ask which one they hold.
 """
 
 from __future__ import annotations
