@@ -6,14 +6,12 @@ Each command is a thin layer over the package; ``--help`` on any command lists i
 from __future__ import annotations
 
 import argparse
-import errno
 import sys
-import traceback
 import typing
 from pathlib import Path
 from typing import Sequence
 
-from samocta.errors import SamOctaError
+from samocta.errors import SamOctaError, exit_status
 
 
 def _check_data(args: argparse.Namespace) -> int:
@@ -67,29 +65,6 @@ def _pretrain_tiny(args: argparse.Namespace) -> int:
     summary = pretrain(args.out, cfg, device=args.device)
     print(json.dumps(summary, indent=1))
     print(f"weights: {args.out}/sam_tiny.safetensors (copy it and its SHA-256 into samocta/assets to ship it)")
-    return 0
-
-
-def _train(args: argparse.Namespace) -> int:
-    from samocta.options import given_arguments
-    from samocta.train import TrainConfig, init_distributed, train_fold
-
-    given = given_arguments(TrainConfig, args)  # the preset fills what the command line leaves unsaid
-    first = TrainConfig.preset(args.preset, **given)
-    folds = range(first.k) if args.all_folds and first.split == "kfold" else [first.fold]
-    rank, world = init_distributed()  # under torchrun: one process per GPU, the batch shared among them
-    if world > 1 and first.batch_size % world:
-        raise SamOctaError(f"--batch-size {first.batch_size} is the whole batch, shared by the {world} processes: make it "
-                           f"a multiple of {world}")
-    for fold in folds:
-        result = train_fold(TrainConfig.preset(args.preset, **{**given, "fold": fold}), resume=args.resume,
-                            progress=not args.quiet and rank == 0)
-        if rank == 0:
-            print(f"{result.run_dir}: best validation Dice {result.best_val_dice:.4f} at epoch {result.best_epoch}")
-    if world > 1:
-        import torch.distributed as dist
-
-        dist.destroy_process_group()
     return 0
 
 
@@ -164,13 +139,12 @@ def _grid_plan(args: argparse.Namespace, extra: list[str]) -> int:
     data = {"3M": args.data_3m, "6M": args.data_6m}
     fovs = [f.strip() for f in args.fovs.split(",") if f.strip()]
     if args.data is not None:  # one dataset (a folder dataset, or an OCTA-500 tree of one FoV): its FoV is its own
-        from samocta.options import given_arguments
-        from samocta.train import TrainConfig, open_data
+        from samocta.command import parse_train_args, train_config
+        from samocta.config import open_data
 
         if args.data_3m or args.data_6m:
             raise SamOctaError("--data is one dataset; --data-3m and --data-6m are the two FoVs of OCTA-500: give one or the other")
-        probe = build_parser().parse_known_args(["train", "--data", args.data, *extra])[0]
-        index = open_data(TrainConfig(**given_arguments(TrainConfig, probe)))[1]
+        index = open_data(train_config(parse_train_args(["--data", args.data, *extra])))[1]
         fovs, data = [index.fov], {index.fov: args.data}
     jobs = grid.plan(args.out, [t.strip() for t in args.tasks.split(",") if t.strip()], fovs, data, args.split, args.k, extra)
     finished = sum(grid.status(j) == "finished" for j in jobs)
@@ -223,7 +197,9 @@ def _bench(args: argparse.Namespace) -> int:
 
     print(f"device: {bench.describe_machine(args.device)}")
     table = bench.run(args.model, args.device, quick=args.quick, variants=args.variants.split(","))
-    print(f"model {args.model}, LoRA rank 4, input {'256' if args.model == 'tiny' else '1024'} px"
+    from samocta.model import TINY_CONFIG
+
+    print(f"model {args.model}, LoRA rank 4, input {TINY_CONFIG['img_size'] if args.model == 'tiny' else 1024} px"
           f" ({'quick: 2 timed repeats' if args.quick else '10 timed repeats'}, medians):")
     print(table.round(3).to_string())
     if not args.no_extras:
@@ -242,7 +218,7 @@ def build_parser() -> argparse.ArgumentParser:
     from samocta.model.build import MODEL_TYPES
     from samocta.options import add_arguments
     from samocta.pretrain import PretrainConfig
-    from samocta.train import PRESETS, TrainConfig
+    from samocta.command import add_train_arguments, run_train
 
     parser = argparse.ArgumentParser(prog="python -m samocta", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error as well")
@@ -284,14 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="fine-tune SAM with LoRA on one fold (or all folds, or the standard split)",
                        description="Fine-tune SAM with LoRA on one fold. Every option below is a field of TrainConfig, "
                                    "saved with the run in config.json.")
-    p.add_argument("--preset", choices=PRESETS, default="paper",
-                   help="paper: the paper's choices; reference_code: the public code's loss weights, augmentation and "
-                        "single mask; options given explicitly win; default: paper")
-    add_arguments(p, TrainConfig, required=("data",))
-    p.add_argument("--all-folds", action="store_true", help="train every fold of --split kfold in turn (each fold is independent)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress output")
-    p.set_defaults(func=_train)
+    add_train_arguments(p)
+    p.set_defaults(func=run_train)
 
     p = sub.add_parser("evaluate", help="score a trained run for prompt modes none / global / local")
     p.add_argument("--run", required=True, help="a run folder (all its folds) or one fold folder")
@@ -385,24 +355,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _os_error(exc: OSError) -> str:
-    """One line for a failed file operation: what, where, and what to do."""
-    where = f" {exc.filename}" if exc.filename else ""
-    what = exc.strerror or str(exc)
-    hints = {
-        errno.ENOSPC: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
-        errno.EDQUOT: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
-        errno.EROFS: "choose a writable folder (--out)",
-        errno.EACCES: "choose a folder you may write to (--out), or fix its permissions",
-        errno.EPERM: "choose a folder you may write to (--out), or fix its permissions",
-        errno.ENOTDIR: "a path names a file where a folder is needed: choose another --out",
-        errno.EEXIST: "a path names a file where a folder is needed: choose another --out",
-        errno.ENOENT: "check the path",
-    }
-    hint = hints.get(exc.errno, "check the path and the disk")
-    return f"{what}:{where}; {hint}"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; returns the process exit status.
 
@@ -413,15 +365,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, extra = parser.parse_known_args(argv)
     if extra and not getattr(args, "takes_extra", False):
         parser.parse_args(argv)  # the usual message and exit 2 for an unknown option
-    try:
-        code = args.func(args, extra) if getattr(args, "takes_extra", False) else args.func(args)
-        return int(code or 0)
-    except (SamOctaError, OSError) as exc:
-        if args.debug:
-            traceback.print_exc()
-        message = _os_error(exc) if isinstance(exc, OSError) else str(exc)
-        print(f"error: {message}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("interrupted; every file written so far is complete (a training resumes with --resume)", file=sys.stderr)
-        return 130
+    call = (args.func, args, extra) if getattr(args, "takes_extra", False) else (args.func, args)
+    return exit_status(*call, debug=args.debug)

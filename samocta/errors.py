@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import errno
+import sys
+import traceback
+from typing import Any, Callable
+
 
 class SamOctaError(Exception):
     """Base class of every error the package raises on purpose.
@@ -27,3 +32,36 @@ class DatasetError(SamOctaError, ValueError):
 
 class InputError(SamOctaError, ValueError):
     """An argument given to a public function cannot be what it should be (dtype, shape, NaN, range)."""
+
+
+def os_error_line(exc: OSError) -> str:
+    """One line for a failed file operation: what, where, and what to do."""
+    where = f" {exc.filename}" if exc.filename else ""
+    what = exc.strerror or str(exc)
+    hints = {
+        errno.ENOSPC: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
+        errno.EDQUOT: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
+        errno.EROFS: "choose a writable folder (--out)",
+        errno.EACCES: "choose a folder you may write to (--out), or fix its permissions",
+        errno.EPERM: "choose a folder you may write to (--out), or fix its permissions",
+        errno.ENOTDIR: "a path names a file where a folder is needed: choose another --out",
+        errno.EEXIST: "a path names a file where a folder is needed: choose another --out",
+        errno.ENOENT: "check the path",
+    }
+    hint = hints.get(exc.errno, "check the path and the disk")
+    return f"{what}:{where}; {hint}"
+
+
+def exit_status(run: Callable[..., Any], *args: Any, debug: bool = False) -> int:
+    """``run(*args)`` as a command: its exit status, or 1 with one ``error:`` line for a mistake a user
+    can make (``debug``: the traceback as well); 130 on Ctrl-C. Anything else is a bug and propagates."""
+    try:
+        return int(run(*args) or 0)
+    except (SamOctaError, OSError) as exc:
+        if debug:
+            traceback.print_exc()
+        print(f"error: {os_error_line(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; every file written so far is complete (a training resumes with --resume)", file=sys.stderr)
+        return 130

@@ -297,7 +297,7 @@ def evaluate_run(
     from samocta.files import atomic_write_csv, atomic_write_text
     from samocta.metrics import summarize
     from samocta.model import build_model
-    from samocta.train import TrainConfig, open_data
+    from samocta.config import TrainConfig, open_data
 
     adapter_file = runs.adapter(run_dir, adapter)
     run_dir = Path(run_dir)

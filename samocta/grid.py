@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from samocta import runs
-from samocta.errors import SamOctaError
+from samocta.errors import SamOctaError, exit_status
 from samocta.files import atomic_write_text
 
 GRID = "grid.json"
@@ -90,10 +90,8 @@ def plan(
     Raises:
         GridError: an unknown task or FoV, a FoV without data, or train options ``train`` refuses.
     """
-    from samocta.cli import build_parser
+    from samocta.command import parse_train_args, train_config
     from samocta.data import FOVS, TASKS
-    from samocta.options import given_arguments
-    from samocta.train import TrainConfig
 
     bad = [t for t in tasks if t not in TASKS] + [f for f in fovs if f not in FOVS and f not in data]
     if bad or not tasks or not fovs:
@@ -111,13 +109,11 @@ def plan(
     if clash:
         raise GridError(f"{', '.join(clash)}: the grid sets these per job; use its own --tasks, --fovs, --split and --k")
     # every option checked now, as train would check it, before a single job starts
-    parser = build_parser()
-    probe = ["train", "--data", data[fovs[0]], *train_args]
     try:
-        parsed = parser.parse_args(probe)
-    except SystemExit:
+        parsed = parse_train_args(["--data", data[fovs[0]], *train_args])
+    except SamOctaError:
         raise GridError(f"train does not take {' '.join(train_args)!r} (python -m samocta train --help lists its options)") from None
-    TrainConfig(**given_arguments(TrainConfig, parsed))
+    train_config(parsed)
     out = Path(out)
     jobs: list[Job] = []
     folds = range(k) if split == "kfold" else [0]
@@ -150,7 +146,8 @@ def load(out: str | os.PathLike) -> list[Job]:
 
 def status(job: Job) -> str:
     """One of ``STATES``, read from the job's fold folder."""
-    from samocta.train import TrainConfig, read_history
+    from samocta.config import TrainConfig
+    from samocta.runs import read_history
 
     fold = Path(job.fold_dir)
     try:
@@ -174,9 +171,8 @@ def _record(job: Job, exit_code: int, seconds: float) -> None:
 def estimate(jobs: Sequence[Job]) -> tuple[int, float] | None:
     """The epochs the grid has left and the mean epoch time its jobs measured so far (None before
     the first epoch). Every job trains the epochs of its own command's ``--epochs``."""
-    from samocta.cli import build_parser
-    from samocta.options import given_arguments
-    from samocta.train import TrainConfig, read_history
+    from samocta.command import parse_train_args, train_config
+    from samocta.runs import read_history
 
     seconds, done = [], 0
     for job in jobs:
@@ -186,14 +182,14 @@ def estimate(jobs: Sequence[Job]) -> tuple[int, float] | None:
             done += len(history)
     if not seconds:
         return None
-    epochs = TrainConfig(**given_arguments(TrainConfig, build_parser().parse_args(jobs[0].args))).epochs
+    epochs = train_config(parse_train_args(jobs[0].args[1:])).epochs  # args[0] is the command's name, "train"
     return max(0, epochs * len(jobs) - done), sum(seconds) / len(seconds)
 
 
 def run_job(out: str | os.PathLike, index: int) -> int:
     """Run job ``index`` of the grid in this process (the SLURM array task's entry point); a finished
     job returns at once, an interrupted one resumes. Returns the exit status."""
-    from samocta.cli import main
+    from samocta.command import parse_train_args, run_train
 
     jobs = load(out)
     if not 0 <= index < len(jobs):
@@ -204,7 +200,7 @@ def run_job(out: str | os.PathLike, index: int) -> int:
         return 0
     print(f"{job.id}: training into {job.fold_dir}", flush=True)
     t0 = time.perf_counter()
-    code = main([*job.args, "--resume"])
+    code = exit_status(lambda: run_train(parse_train_args([*job.args[1:], "--resume"])))
     _record(job, code, time.perf_counter() - t0)
     return code
 

@@ -23,7 +23,7 @@ from samocta import runs
 from samocta.errors import SamOctaError
 
 if TYPE_CHECKING:
-    from samocta.train import TrainConfig
+    from samocta.config import TrainConfig
 
 MODES = ("smoke", "full")
 SPLITS = ("standard", "kfold")
@@ -179,7 +179,8 @@ def checkpoint_line(model: str, checkpoint: str | None) -> str:
     need none); the line says where and how large the download will be.
     """
     from samocta.model.build import resolve_checkpoint
-    from samocta.model.download import OFFICIAL, cache_dir
+    from samocta.model.checkpoints import OFFICIAL
+    from samocta.model.download import cache_dir
 
     if checkpoint == "random":
         return f"checkpoint: none, random {model} weights on purpose (nothing pretrained to fine-tune)"

@@ -45,7 +45,7 @@ def load_model(adapter: str | os.PathLike, checkpoint: str | None = None, device
     shipped tiny SAM; an adapter trained on other weights is refused (their SHA-256 differ).
     """
     from samocta.model import LoRASam, resolve_device
-    from samocta.train import TrainConfig
+    from samocta.config import TrainConfig
 
     path = Path(adapter)
     if path.is_dir():

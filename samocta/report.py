@@ -63,7 +63,7 @@ def _scored(job: grid.Job) -> "pd.DataFrame":
     import pandas as pd
 
     from samocta.evaluate import evaluate_run
-    from samocta.train import TrainConfig
+    from samocta.config import TrainConfig
 
     fold = Path(job.fold_dir)
     part = "val" if TrainConfig.from_json(fold / runs.CONFIG).split == "kfold" else "test"

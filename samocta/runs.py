@@ -19,6 +19,7 @@ A run folder (``TrainConfig.out``) holds one fold folder per trained fold (``fol
 
 from __future__ import annotations
 
+import csv
 import os
 from pathlib import Path
 from typing import Literal
@@ -77,3 +78,21 @@ def fold_dirs(path: str | os.PathLike) -> list[Path]:
     """The fold folders of a run folder, or ``[path]`` if it is one fold folder itself."""
     path = Path(path)
     return [path] if is_fold(path) else sorted(p.parent for p in path.glob(f"*/{CONFIG}"))
+
+
+HISTORY_FIELDS = ("epoch", "train_loss", "val_dice", "val_jaccard", "val_cldice", "val_dice_none", "lr", "seconds")
+
+
+def write_history(fold_dir: str | os.PathLike, rows: list[dict[str, float]]) -> None:
+    """A fold's per-epoch rows as ``metrics.csv`` (atomically); a column a row lacks (a run resumed
+    from an earlier version) is written as NaN."""
+    from samocta.files import atomic_write_text
+
+    lines = [",".join(HISTORY_FIELDS)] + [",".join(str(r.get(k, float("nan"))) for k in HISTORY_FIELDS) for r in rows]
+    atomic_write_text(Path(fold_dir) / HISTORY, "\n".join(lines) + "\n")
+
+
+def read_history(run_dir: str | os.PathLike) -> list[dict[str, float]]:
+    """The per-epoch rows of a fold's metrics.csv."""
+    with open(Path(run_dir) / HISTORY, newline="") as fh:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]

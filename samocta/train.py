@@ -8,29 +8,35 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
-import os
 import time
 import typing
-import warnings
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from samocta import runs
-from samocta.data.channels import PAPER
-from samocta.data.octa500 import Fov, Task
-from samocta.errors import SamOctaError
-from samocta.files import atomic_torch_save, atomic_write_text
-from samocta.model.build import ModelType, build_model, resolve_device
-from samocta.model.promptable import MaskRule
-from samocta.options import check_fields, flag_of, option
-from samocta.prompts import Mode
+from samocta.config import (  # noqa: F401  (TrainConfig and its helpers are also reached as samocta.train's)
+    PRESET_CHOICES,
+    PRESETS,
+    TrainConfig,
+    TrainingError,
+    config_differences,
+    make_split,
+    open_data,
+    saved_config,
+)
+from samocta.distributed import init_distributed, mean_over_processes, rank_world  # noqa: F401
+from samocta.files import atomic_torch_save
+from samocta.model.build import resolve_device
+from samocta.model.lora import build_model
+from samocta.data.source import check_subjects
+from samocta.prompts import label_tasks
+from samocta.runs import read_history
 
 if TYPE_CHECKING:
     from samocta.data import Dataset, Sample, SegmentationDataset, Split
@@ -38,16 +44,6 @@ if TYPE_CHECKING:
     from samocta.model.speed import Precision
     from samocta.prompts import PromptSpec
 
-HISTORY_FIELDS = ("epoch", "train_loss", "val_dice", "val_jaccard", "val_cldice", "val_dice_none", "lr", "seconds")
-Lever = Literal["auto", "on", "off"]
-SplitKind = Literal["standard", "kfold"]
-Preset = Literal["paper", "reference_code"]
-PRESETS: tuple[str, ...] = typing.get_args(Preset)
-# the choices each preset makes; everything else keeps the dataclass default
-PRESET_CHOICES = {
-    "paper": {},
-    "reference_code": {"loss_preset": "reference_code", "augment": "reference_code", "mask_rule": "single"},
-}
 # Salt of the per-epoch stream that orders batches and draws the no-prompt samples. The dataset's
 # streams are keyed (seed, epoch, id_seed(subject)) for prompts and (seed, epoch, id_seed, 1) for
 # augmentation; OCTA-500 ids are 10001-10500 and a folder dataset's stems hash to 2**62 and up, so
@@ -55,126 +51,6 @@ PRESET_CHOICES = {
 # batch order stays independent of every subject's draws.
 # (Pretraining keys its batches (seed, step): a separate process with its own seed.)
 BATCH_ORDER_SALT = 0xBA7C4
-
-
-class TrainingError(SamOctaError, RuntimeError):
-    """Training cannot go on (a non-finite loss, or a run folder made with another config)."""
-
-
-@dataclass
-class TrainConfig:
-    """Everything that defines a fine-tuning run, saved with it as ``config.json``.
-
-    Each field's help text, allowed values and command-line flag are declared with it (``option``);
-    the ``train`` command's flags are generated from them, and ``__post_init__`` checks every value,
-    so the Python API and the command line refuse the same things with the same message.
-    """
-
-    data: str = option("", "dataset root: an OCTA-500 tree (either layout; the dataset folder or its parent) or a folder "
-                           "dataset of your own (images/ with labels/<TASK>/ or label/; see 'Using your own data')")
-    fov: Fov | None = option(None, "field of view of an OCTA-500 tree (none: the one it holds); a folder dataset has "
-                                   "none: give its width with --fov-mm")
-    fov_mm: float | None = option(None, "the scans' width in mm for a folder dataset whose dataset.json does not say it "
-                                        "(none: unknown, measurements in mm are refused)", above=0, maximum=50)
-    channels: str = option("auto", "what fills SAM's three input channels: auto (OCTA-500's three projections, a "
-                                   "folder's own three or its one repeated), one projection name (repeated), or three "
-                                   "names separated by commas (e.g. OPL_BM,ILM_OPL,FULL)")
-    task: Task = option("FAZ", "segmentation task")
-    split: SplitKind = option("standard", "standard: the IPN-V2 train/val/test split; kfold: fold --fold of --k folds")
-    k: int = option(10, "number of folds of --split kfold", minimum=2)
-    fold: int = option(0, "the fold to train, 0 .. k-1 (--split kfold)", minimum=0)
-    split_seed: int = option(0, "seed of the k-fold shuffle", minimum=0)
-    model: ModelType = option("tiny", "SAM type: the shipped tiny teaching SAM, or an official one")
-    checkpoint: str | None = option(
-        None, "base weights: a path, 'download' (the official file, SHA-256 checked) or 'random'; none: the shipped "
-              "tiny SAM (the official types need one)")
-    rank: int = option(4, "LoRA rank r (the paper: 4)", minimum=1, maximum=256)
-    alpha: float | None = option(None, "LoRA alpha; the update is scaled by alpha / rank; none: alpha = rank", above=0)
-    lora_dropout: float = option(0.0, "dropout on the LoRA input", minimum=0, maximum=0.9)
-    train_decoder: bool = option(False, "train SAM's mask decoder too (SAM-OCTA: off)")
-    epochs: int = option(10, "epochs to train (a finished run can be extended with --resume)", minimum=1)
-    batch_size: int = option(4, "images per optimiser step", minimum=1, maximum=1024)
-    lr: float = option(1e-3, "AdamW learning rate after warm-up (the paper: 1e-3)", above=0, maximum=1)
-    warmup_start_lr: float = option(1e-5, "learning rate at the first step, rising linearly to --lr", above=0, maximum=1)
-    warmup_epochs: float = option(1.0, "epochs of linear warm-up", minimum=0)
-    lr_decay: float = option(0.97, "factor applied to the learning rate after each epoch past the warm-up", above=0, maximum=1)
-    min_lr: float = option(1e-5, "floor of the decayed learning rate", minimum=0)
-    weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
-    prompt_mode: Mode = option("global", "prompt points the model is trained with (none: SAM's padding point only)")
-    n_pos: int | None = option(None, "positive points per component (global) or on the target (local); none: the paper's", minimum=0)
-    n_neg: int | None = option(None, "negative points, likewise; none: the paper's", minimum=0)
-    no_prompt_fraction: float = option(0.0, "share of training samples decoded with no points", minimum=0, maximum=1)
-    augment: Preset | None = option("paper", "augmentation preset (none: no augmentation)")
-    loss_preset: Preset = option("paper", "paper: 0.2 Dice + 0.8 clDice for vessels; reference_code: 0.96 / 0.04 as its code does")
-    mask_rule: MaskRule = option(
-        "most_confident", "most_confident: the most confident of SAM's three masks (the paper); single: the single-mask "
-                          "output (the reference code)")
-    threshold: float = option(0.5, "probability above which a pixel is foreground", above=0, maximum=0.999)
-    seed: int = option(0, "seed of every random choice of the run", minimum=0)
-    amp: Lever = option("auto", "mixed precision: bf16 from compute capability 8.0, fp16 with loss scaling below (auto: on with CUDA)")
-    grad_checkpointing: Lever = option("auto", "activation checkpointing per encoder block (auto: on with CUDA)")
-    sdpa: Lever = option("auto", "fused scaled-dot-product attention in the image encoder (auto: on with CUDA)")
-    half_frozen: Lever = option("auto", "store the encoder's frozen weights in half precision; LoRA stays fp32 (auto: on with CUDA)")
-    compile: bool = option(False, "torch.compile the image encoder")
-    device: str = option("auto", "auto (CUDA when there is a GPU), cpu, cuda or cuda:N")
-    out: str = option("runs/run", "run folder; each fold gets its own folder inside")
-    max_train: int | None = option(None, "use at most this many training subjects; none: all", minimum=1)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
-        from samocta.data.channels import parse_channels
-
-        parse_channels(self.channels)  # the spelling now; whether the data has them when the run opens it
-        if self.split == "kfold" and self.fold >= self.k:
-            raise TrainingError(f"fold (--fold) must be 0 .. {self.k - 1} with --k {self.k}; got {self.fold}")
-        if self.model != "tiny" and not self.checkpoint:
-            from samocta.model.build import resolve_checkpoint
-
-            resolve_checkpoint(self.model, None)  # raises, saying how to get the official weights
-        if self.no_prompt_fraction > 0 and not self.train_decoder:
-            warnings.warn(
-                "--no-prompt-fraction without --train-decoder: with the decoder frozen, LoRA alone barely learns to "
-                "segment without prompts; add --train-decoder for one adapter that serves both", stacklevel=2)
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write the config, and the prompt recipe it implies, as JSON (atomically)."""
-        atomic_write_text(path, json.dumps({**asdict(self), "prompts": self.prompt_spec().to_dict()}, indent=1) + "\n")
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> "TrainConfig":
-        """Read a config written by ``to_json``, by this version or an earlier one."""
-        raw = json.loads(Path(path).read_text())
-        if "mask_rule" not in raw and "multimask" in raw:
-            # configs written before the mask rule had a name: multimask=True was the paper's rule
-            raw["mask_rule"] = "most_confident" if raw["multimask"] else "single"
-        if raw.get("model", "tiny") != "tiny" and not raw.get("checkpoint"):
-            raw["checkpoint"] = "random"  # what no checkpoint meant for the official types before it had to be said
-        raw.setdefault("channels", ",".join(PAPER))  # runs made before the option filled them as the paper
-        known = {f.name for f in fields(cls)}  # "prompts" is derived, not read back
-        return cls(**{k: v for k, v in raw.items() if k in known})
-
-    @classmethod
-    def preset(cls, name: str, **overrides) -> "TrainConfig":
-        """A named set of choices: "paper" (the defaults) or "reference_code" (what the public
-        SAM-OCTA code does in effect: its loss weights, augmentation and single-mask output)."""
-        if name not in PRESET_CHOICES:
-            raise TrainingError(f"unknown preset {name!r}; expected one of {PRESETS}")
-        return cls(**{**PRESET_CHOICES[name], **overrides})
-
-    def prompt_spec(self) -> "PromptSpec":
-        """The prompt recipe of the run: the paper's for its task and mode, with ``n_pos``/``n_neg`` if set."""
-        from samocta.prompts import PromptSpec
-
-        spec = PromptSpec.paper(self.task, self.prompt_mode)
-        if self.n_pos is not None or self.n_neg is not None:
-            spec = PromptSpec(
-                self.prompt_mode, spec.n_pos if self.n_pos is None else self.n_pos, spec.n_neg if self.n_neg is None else self.n_neg,
-                task=self.task,
-            )
-        return spec
-
-    def fold_dir(self) -> Path:
-        return Path(self.out) / runs.fold_name(self.split, self.fold)
 
 
 @dataclass
@@ -185,33 +61,6 @@ class FoldResult:
     best_epoch: int
     best_val_dice: float  # the selection score of the best epoch (see ``selection_score``)
     history: list[dict[str, float]] = field(default_factory=list)
-
-
-def make_split(config: TrainConfig, index: "Dataset") -> "Split":
-    """The config's split of the subjects present: the data's own (OCTA-500's standard split, a folder
-    dataset's split folders or dataset.json) or fold ``fold`` of a seeded k-fold split."""
-    from samocta.data import kfold_split
-
-    if config.split == "kfold":
-        split = kfold_split(index.ids, config.k, config.split_seed)[config.fold]
-    else:
-        split = index.own_split()
-        if split is None:
-            raise TrainingError(f"{index.where} comes with no split (no train/val/test folders, no split in its dataset.json): "
-                                "train with --split kfold, or add one")
-    if not split.train or not split.val:
-        raise TrainingError(f"split {split.name} leaves no training or validation subjects among {len(index.ids)} ids")
-    return split
-
-
-def open_data(config: TrainConfig) -> tuple[TrainConfig, "Dataset"]:
-    """The run's dataset, and the config with what the data decides filled in: the OCTA-500 FoV a tree
-    holds (when ``fov`` is none) and the channels "auto" stands for, as ``config.json`` records them."""
-    from samocta.data import channels_text, open_dataset
-
-    index = open_dataset(config.data, config.fov, config.channels, config.fov_mm, label_task=config.task)
-    fov = index.fov if index.kind == "OCTA-500" else None
-    return replace(config, fov=fov, channels=channels_text(index.channels)), index
 
 
 def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
@@ -269,62 +118,6 @@ class _Fold:
     forward: typing.Callable = None  # the model, or its DistributedDataParallel wrapper with several processes
 
 
-def _saved_config(run_dir: Path) -> TrainConfig:
-    path = run_dir / runs.CONFIG
-    try:
-        return TrainConfig.from_json(path)
-    except (ValueError, TypeError, SamOctaError) as exc:  # JSON errors are ValueErrors
-        raise TrainingError(f"{path}: unreadable run config ({exc}); restore it, or start afresh in another --out") from None
-
-
-def config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> list[str]:
-    """The options in which ``config`` differs from a run's saved one. The run folder is the run,
-    wherever it now is (``out`` is not compared), and the data path is compared resolved.
-
-    ``epochs`` may grow: a finished run extended from its last checkpoint equals a run made with the
-    larger number at once, because neither the learning-rate schedule (warm-up, then a decay per
-    epoch) nor any random draw depends on the total. It may not fall below the ``done`` epochs.
-    """
-    differ = []
-    for f in fields(TrainConfig):
-        a, b = getattr(saved, f.name), getattr(config, f.name)
-        if f.name == "out" or (f.name == "data" and Path(a).resolve() == Path(b).resolve()):
-            continue
-        if f.name == "epochs" and b >= done:
-            continue
-        if a != b:
-            differ.append(f"{flag_of(f)} {a} (now {b}" + (f"; {done} epochs are done)" if f.name == "epochs" else ")"))
-    return differ
-
-
-def check_subjects(index: "Dataset", ids: list, task: str) -> dict:
-    """Read every subject a run will use, before its first step, and refuse with every problem at once:
-    unreadable or mis-oriented files, empty labels, images of different sizes.
-
-    Returns:
-        the subjects, read once for the whole run (training and validation use them from here).
-    """
-    from samocta.data import DatasetError
-    from samocta.prompts import label_tasks
-
-    problems, sizes, samples = [], {}, {}
-    for sid in ids:
-        sample, found = index.read(sid, label_tasks(task, index.tasks))
-        problems += found
-        if sample is not None:
-            samples[sid] = sample
-            sizes.setdefault(sample.image.shape[:2], []).append(sid)
-            if not sample.labels[task].any():
-                problems.append(f"{index.path(sid, task)}: the {task} label is empty; a run cannot learn or score it")
-    if len(sizes) > 1:
-        problems.append("subjects of different sizes: " + "; ".join(f"{s[0]}x{s[1]}: {v[:5]}" for s, v in sizes.items()))
-    if problems:
-        shown = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
-        raise DatasetError(f"{len(problems)} problem(s) in the subjects this run reads (check-data lists them all):\n  - {shown}",
-                           problems)
-    return samples
-
-
 def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     """Check the folder, read the data and split, write config and split, build model and optimiser."""
     from samocta.data import SegmentationDataset, Split
@@ -340,7 +133,7 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     config, index = open_data(config)
     if resuming:
         done = len(read_history(run_dir)) if (run_dir / runs.HISTORY).exists() else 0
-        differ = config_differences(_saved_config(run_dir), config, done)
+        differ = config_differences(saved_config(run_dir), config, done)
         if differ:
             raise TrainingError(
                 f"{run_dir} was made with other options: {'; '.join(differ)}. Resume with the run's own options, "
@@ -364,8 +157,8 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
         split = make_split(config, index)
     train_ids = split.train[: config.max_train] if config.max_train else split.train
     # every subject read and checked before anything is written: a refused run leaves no run folder behind
-    samples = check_subjects(index, train_ids + split.val, config.task)
-    if _rank_world()[0] == 0:
+    samples = check_subjects(index, train_ids + split.val, config.task, label_tasks(config.task, index.tasks))
+    if rank_world()[0] == 0:
         if not resuming:
             split.to_json(run_dir / runs.SPLIT)
         config.to_json(run_dir / runs.CONFIG)  # a moved run folder records where it is now
@@ -385,7 +178,7 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     val_samples = {sid: samples[sid] for sid in split.val}
     fold = _Fold(config, run_dir, index, split, train_ds, val_samples, device, model, opt, sched, precision, precision.scaler(device))
     fold.forward = model
-    if _rank_world()[1] > 1:  # torchrun: gradients averaged over the processes, each with its share of the batch
+    if rank_world()[1] > 1:  # torchrun: gradients averaged over the processes, each with its share of the batch
         from torch.nn.parallel import DistributedDataParallel
 
         # SAM's buffers (pixel mean and std) are frozen: nothing to broadcast before each forward pass
@@ -435,7 +228,7 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     from samocta.prompts import PromptSpec
 
     config, model = fold.config, fold.model
-    rank, world = _rank_world()
+    rank, world = rank_world()
     criterion = loss_for_task(config.task, preset=config.loss_preset)
     fold.train_ds.set_epoch(epoch)
     model.train()
@@ -463,7 +256,7 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
             out = fold.forward(batch["image"], batch["coords"], batch["point_labels"])
         loss = criterion(out.logits.float(), target)
         loss = loss * share if world > 1 else loss
-        batch_loss = _mean_over_processes(loss.detach(), world)
+        batch_loss = mean_over_processes(loss.detach(), world)
         if not torch.isfinite(batch_loss):
             last = fold.run_dir / runs.CHECKPOINT
             kept = f"{last} (after epoch {fold.history[-1]['epoch']}) is kept" if fold.history else "none was written yet"
@@ -482,47 +275,12 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     return float(np.mean(losses))
 
 
-def _rank_world() -> tuple[int, int]:
-    """This process's rank and the number of training processes (0, 1 without torch.distributed)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-def _mean_over_processes(value: torch.Tensor, world: int) -> torch.Tensor:
-    """The batch loss every process agrees on: the sum of the weighted shares over processes / world."""
-    if world == 1:
-        return value
-    import torch.distributed as dist
-
-    value = value.clone()
-    dist.all_reduce(value)
-    return value / world
-
-
-def init_distributed() -> tuple[int, int]:
-    """Join the process group ``torchrun`` describes (``WORLD_SIZE`` > 1 in the environment): NCCL on
-    GPUs (one per process, by ``LOCAL_RANK``), gloo on CPUs. Returns ``(rank, world)``."""
-    import torch.distributed as dist
-
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world > 1 and not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return _rank_world()
-
-
 def _save(fold: _Fold, row: dict[str, float], improved: bool) -> None:
     """Adapters, history and, last, the resumable checkpoint of a finished epoch."""
     if improved:
         fold.model.save_adapter(runs.adapter(fold.run_dir, "best"))
     fold.model.save_adapter(runs.adapter(fold.run_dir, "last"))
-    # rows of a run resumed from an earlier version may lack a newer column: NaN there
-    lines = [",".join(HISTORY_FIELDS)] + [",".join(str(r.get(k, float("nan"))) for k in HISTORY_FIELDS) for r in fold.history]
-    atomic_write_text(fold.run_dir / runs.HISTORY, "\n".join(lines) + "\n")
+    runs.write_history(fold.run_dir, fold.history)
     atomic_torch_save(
         {
             "adapter": fold.model.adapter_state_dict(),
@@ -557,7 +315,7 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool | str =
     """
     from samocta.files import folder_lock
 
-    rank, _ = _rank_world()
+    rank, _ = rank_world()
     if rank > 0:  # with torchrun only the first process holds the folder and writes in it
         return _train(_prepare(config, resume), False)
     with folder_lock(config.fold_dir(), "a training"):
@@ -603,7 +361,7 @@ def _train(fold: _Fold, progress: bool | str) -> FoldResult:
     if progress:
         print(_announce(fold), flush=True)
     spent: list[float] = []
-    rank, _ = _rank_world()
+    rank, _ = rank_world()
     for epoch in range(fold.start_epoch, config.epochs):
         t0 = time.perf_counter()
         loss = _train_epoch(fold, epoch, bar=progress is True)
@@ -627,9 +385,3 @@ def _train(fold: _Fold, progress: bool | str) -> FoldResult:
             fold.best = (score, epoch + 1)
         _save(fold, row, improved)
     return FoldResult(fold.run_dir, fold.best[1], fold.best[0], fold.history)
-
-
-def read_history(run_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """The per-epoch rows of a fold's metrics.csv."""
-    with open(Path(run_dir) / runs.HISTORY, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]

@@ -46,11 +46,11 @@ def test_two_gloo_processes_train_the_adapter_one_process_trains(tmp_path, batch
 
 
 def test_the_batch_is_shared_and_must_split_evenly(tmp_path, monkeypatch, capsys):
-    from samocta import train
+    from samocta import distributed
     from samocta.cli import main
 
     root = training_inputs(tmp_path, n=4, seed=5)
-    monkeypatch.setattr(train, "init_distributed", lambda: (0, 2))
+    monkeypatch.setattr(distributed, "init_distributed", lambda: (0, 2))
     code = main(["train", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"), "--batch-size", "3",
                  "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 1 and "multiple of 2" in capsys.readouterr().err

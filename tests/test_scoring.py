@@ -239,6 +239,7 @@ def test_an_adapter_loads_only_into_the_model_it_was_trained_with(setup, tmp_pat
 
 
 def test_official_types_need_a_checkpoint_said_out_loud(setup, tmp_path, monkeypatch):
+    import samocta.model.build as build
     import samocta.model.download as download
     from samocta.model.build import resolve_checkpoint
 
@@ -256,7 +257,7 @@ def test_official_types_need_a_checkpoint_said_out_loud(setup, tmp_path, monkeyp
     # 'download' records the official SHA-256 as the adapter's base
     official = "f" * 64
     monkeypatch.setitem(download.OFFICIAL, "tiny", ("sam_tiny.pth", None, official))
-    monkeypatch.setattr(download, "download_checkpoint", lambda model_type, progress=True: setup / "tiny.pth")
+    monkeypatch.setattr(build, "download_checkpoint", lambda model_type, progress=True: setup / "tiny.pth")
     model = build_model(_config(setup, tmp_path / "d", checkpoint="download"), torch.device("cpu"))
     assert model.base_sha256 == official and model.adapter_metadata()["base_sha256"] == official
 

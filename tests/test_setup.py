@@ -57,7 +57,7 @@ def test_setup_says_runtime_checkpoint_and_data(inputs, tmp_path, capsys):
 
 
 def test_checkpoint_line_knows_official_files_and_downloads(monkeypatch, tmp_path):
-    from samocta.model.download import OFFICIAL
+    from samocta.model.checkpoints import OFFICIAL
 
     monkeypatch.setenv("SAMOCTA_CACHE", str(tmp_path))
     line = notebook.checkpoint_line("vit_b", "download")
@@ -67,7 +67,7 @@ def test_checkpoint_line_knows_official_files_and_downloads(monkeypatch, tmp_pat
     with pytest.raises(SamOctaError, match="no official tiny checkpoint"):  # an error line, not a KeyError
         notebook.checkpoint_line("tiny", "download")
     # a file whose SHA-256 is an official one is named as that file, whatever it is called here
-    from samocta.model.build import TINY_SHA256_FILE, TINY_WEIGHTS
+    from samocta.model.checkpoints import TINY_SHA256_FILE, TINY_WEIGHTS
 
     assert "the shipped tiny SAM" in notebook.checkpoint_line("tiny", "")
     monkeypatch.setitem(OFFICIAL, "listed", ("sam_listed.pth", None, TINY_SHA256_FILE.read_text().split()[0]))

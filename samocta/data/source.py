@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Union
+from typing import Sequence, Union
 
 from samocta.data.channels import AUTO, ChannelsError, check_adapter_channels, parse_channels
 from samocta.data.folder import FolderDataset
@@ -93,3 +93,32 @@ def dataset_slug(index: Dataset) -> str:
 def same_dataset(a: Dataset, b: Dataset) -> bool:
     """Whether two indexes read the same files (the same folder and, for OCTA-500, the same FoV)."""
     return Path(a.where).resolve() == Path(b.where).resolve() and a.fov == b.fov
+
+
+def check_subjects(index: Dataset, ids: Sequence, task: str, tasks: Sequence[str]) -> dict:
+    """Read every subject a run will use, before its first step, and refuse with every problem at once:
+    unreadable or mis-oriented files, empty labels, images of different sizes.
+
+    Args:
+        index: the dataset; ids: the subjects; task: the label that must not be empty; tasks: the
+            labels to read (the task's, and for arteries and veins the other's, as prompts need).
+
+    Returns:
+        the subjects, read once for the whole run (training and validation use them from here).
+    """
+    problems, sizes, samples = [], {}, {}
+    for sid in ids:
+        sample, found = index.read(sid, list(tasks))
+        problems += found
+        if sample is not None:
+            samples[sid] = sample
+            sizes.setdefault(sample.image.shape[:2], []).append(sid)
+            if not sample.labels[task].any():
+                problems.append(f"{index.path(sid, task)}: the {task} label is empty; a run cannot learn or score it")
+    if len(sizes) > 1:
+        problems.append("subjects of different sizes: " + "; ".join(f"{s[0]}x{s[1]}: {v[:5]}" for s, v in sizes.items()))
+    if problems:
+        shown = "\n  - ".join(problems[:20]) + (f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else "")
+        raise DatasetError(f"{len(problems)} problem(s) in the subjects this run reads (check-data lists them all):\n  - {shown}",
+                           problems)
+    return samples

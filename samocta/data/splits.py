@@ -15,7 +15,6 @@ from typing import Iterable
 import numpy as np
 
 from samocta.data.ids import SampleId, sorted_ids
-from samocta.data.octa500 import FOVS
 from samocta.errors import DatasetError
 from samocta.files import atomic_write_text
 
@@ -76,8 +75,8 @@ def standard_split(fov: str, available: Iterable[int] | None = None) -> Split:
         fov: "3M" or "6M".
         available: if given, keep only these ids (e.g. ``OCTA500(...).ids``).
     """
-    if fov not in FOVS:
-        raise DatasetError(f"unknown field of view {fov!r}; expected one of {FOVS}")
+    if fov not in _STANDARD:  # its keys are OCTA-500's fields of view (this module sits below the loader)
+        raise DatasetError(f"unknown field of view {fov!r}; expected one of {tuple(_STANDARD)}")
     parts = [list(range(lo, hi + 1)) for lo, hi in _STANDARD[fov]]
     split = Split(f"standard-{fov}", *parts)
     return split if available is None else split.restrict(available)

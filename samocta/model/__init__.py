@@ -8,7 +8,6 @@ from samocta.model.build import (
     CheckpointError,
     DeviceError,
     ModelType,
-    build_model,
     build_sam,
     checkpoint_type,
     load_state_dict,
@@ -16,7 +15,7 @@ from samocta.model.build import (
     resolve_device,
 )
 from samocta.model.download import download_checkpoint
-from samocta.model.lora import AdapterError, LoRALinear, LoRASam
+from samocta.model.lora import AdapterError, LoRALinear, LoRASam, build_model
 from samocta.model.promptable import MASK_RULES, Embedding, MaskOutput, MaskRule, PromptableSam, click_map
 
 __all__ = [

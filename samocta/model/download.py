@@ -9,16 +9,7 @@ import urllib.request
 from pathlib import Path
 
 from samocta.files import atomic_write_text, sha256_file
-from samocta.model.build import CheckpointError
-
-BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything/"
-# file name, size in bytes (None: not recorded), SHA-256 (see the project's checkpoint reference)
-OFFICIAL = {
-    "vit_h": ("sam_vit_h_4b8939.pth", 2_564_550_879, "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e"),
-    "vit_l": ("sam_vit_l_0b3195.pth", None, "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622"),
-    "vit_b": ("sam_vit_b_01ec64.pth", 375_042_383, "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912"),
-}
-
+from samocta.model.checkpoints import BASE_URL, OFFICIAL, CheckpointError
 
 def cache_dir() -> Path:
     """``$SAMOCTA_CACHE``, or ``~/.cache/samocta``."""

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from samocta.errors import SamOctaError
+from samocta.model.build import build_sam, resolve_checkpoint, resolve_device
 from samocta.model.promptable import PromptableSam
 
 
@@ -212,8 +213,6 @@ class LoRASam(PromptableSam):
                 tiny weights; the official types need a path, "download" or "random").
             defaults: values for metadata keys the file lacks (see ``load_adapter``).
         """
-        from samocta.model.build import build_sam, resolve_checkpoint
-
         _, meta = cls.read_adapter(path)
         meta = {**(defaults or {}), **meta}
         missing = [k for k in ADAPTER_KEYS if k not in meta]
@@ -306,3 +305,25 @@ def describe_adapter(path: str | os.PathLike) -> str:
     tensors, meta = LoRASam.read_adapter(path)
     meta = dict(meta, tensors=len(tensors), parameters=sum(t.numel() for t in tensors.values()))
     return json.dumps(meta)
+
+
+def build_model(config, device: str | torch.device | None = None):
+    """The LoRA model a run configuration describes, on its device.
+
+    Args:
+        config: a ``samocta.train.TrainConfig`` (or anything with its ``model``, ``checkpoint``,
+            ``rank``, ``alpha``, ``lora_dropout``, ``train_decoder``, ``mask_rule``, ``task`` and
+            ``device``).
+        device: default the config's.
+
+    Returns:
+        a ``LoRASam`` with the checkpoint's weights (whose SHA-256 its adapters record), the
+        config's LoRA settings, mask rule and task.
+    """
+    weights, sha = resolve_checkpoint(config.model, config.checkpoint)
+    sam = build_sam(config.model, weights, pretrained=weights is not None)
+    model = LoRASam(sam, config.rank, config.alpha, config.lora_dropout, config.train_decoder, base_sha256=sha,
+                    mask_rule=config.mask_rule, task=config.task)
+    model.trained_with = {"prompt_mode": config.prompt_mode, "no_prompt_fraction": str(config.no_prompt_fraction),
+                          "channels": config.channels, **({"fov": config.fov} if config.fov else {})}
+    return model.to(resolve_device(config.device if device is None else device))

@@ -27,7 +27,7 @@ from samocta.synth.render import (
     smooth_field,
     voronoi_mesh,
 )
-from samocta.synth.vessels import ARTERY, VEIN, grow_forest
+from samocta.synth.vessels import ARTERY, VEIN, GrowthParams, grow_forest
 
 
 @dataclass(frozen=True)
@@ -66,6 +66,13 @@ class SynthConfig:
     shear_p: float = 0.1
     whiteout_p: float = 0.1
     floater_p: float = 0.1
+
+    def growth(self) -> GrowthParams:
+        """The vessel-forest recipe these settings imply (the forest's own defaults where they say nothing)."""
+        return GrowthParams(label_radius_um=self.label_radius_um, min_radius_um=self.min_radius_um,
+                            faz_clearance_um=self.faz_clearance_um, segment_median_um=self.segment_median_um,
+                            taper_per_mm=self.taper_per_mm, foveal_taper_per_mm=self.foveal_taper_per_mm,
+                            drawn_min_radius_px=self.label_min_radius_px)
 
 
 def _roots(fov: str, n: int, px_um: float, rng: np.random.Generator, cfg: SynthConfig) -> list:
@@ -135,12 +142,7 @@ def make_sample(fov: str = "3M", seed: int = 0, size: int | None = None, config:
     irregularity = cfg.dr_faz_irregularity if diabetic else cfg.faz_irregularity
     faz = faz_mask(shape, centre, faz_area_mm2 * 1e6 / px_um**2, rng, irregularity)
     faz_dist = ndimage.distance_transform_edt(~faz).astype(np.float32)
-    forest = grow_forest(
-        shape, _roots(fov, n, px_um, rng, cfg), faz_dist, centre, rng, px_um,
-        label_radius_um=cfg.label_radius_um, min_radius_um=cfg.min_radius_um, faz_clearance_um=cfg.faz_clearance_um,
-        taper_per_mm=cfg.taper_per_mm, foveal_taper_per_mm=cfg.foveal_taper_per_mm,
-        segment_median_um=cfg.segment_median_um, drawn_min_radius_px=cfg.label_min_radius_px,
-    )
+    forest = grow_forest(shape, _roots(fov, n, px_um, rng, cfg), faz_dist, centre, rng, px_um, cfg.growth())
     ss = cfg.supersample if n >= 200 else 2 * cfg.supersample
     drawn = replace(forest, radius=np.maximum(forest.radius, cfg.label_min_radius_px))
     artery = forest_arrays(drawn, forest.labelled & (forest.cls == ARTERY), 1.0, shape, ss) >= 0.5

@@ -84,6 +84,49 @@ class _Occupancy:
         self.heading[tip.cls, rr, cc] = tip.heading
 
 
+@dataclass(frozen=True)
+class GrowthParams:
+    """The recipe of the vessel forests: what ``grow_forest`` draws, in physical units where it can.
+
+    One object, so that a generator's recipe can be saved (``dataclasses.asdict``) and two recipes
+    compared field by field. The defaults are ``grow_forest``'s own; ``SynthConfig.growth()`` gives
+    the values the synthetic OCTA generator uses.
+
+    Attributes:
+        label_radius_um: vessels at least this thick (radius, µm) enter the labels.
+        min_radius_um: tips thinner than this stop.
+        faz_clearance_um: large vessels stop this far from the FAZ edge.
+        segment_median_um: median length between bifurcations (log-normal, sigma 0.45).
+        murray_exponent: kappa in r_p^kappa = r_1^kappa + r_2^kappa (Murray's law).
+        step_px: growth step in pixels of the working grid.
+        cross_p: share of branches allowed to cross the other class (each crossing adds RV loops).
+        taper_per_mm: relative loss of radius per millimetre of growth, so that vessels thin out on
+            their way to the fovea and leave the labels (too thin) before the capillary ring.
+        foveal_taper_per_mm: extra taper near the FAZ, falling off as ``exp(-d / foveal_taper_um)``
+            with the distance ``d`` to the FAZ edge: the arterioles and venules that reach the fovea
+            break up into capillaries before its border.
+        foveal_taper_um: see ``foveal_taper_per_mm``.
+        thin_clearance_um: vessels too thin for the labels (image only) stop this far from the FAZ.
+        drawn_min_radius_px: the labels draw no vessel thinner than this (pixels); same-class vessels
+            keep clear of each other at that radius, so that thin ones drawn wider do not touch.
+        max_steps: hard cap on the number of steps (growth always terminates).
+    """
+
+    label_radius_um: float = 7.5
+    min_radius_um: float = 5.5
+    faz_clearance_um: float = 115.0
+    segment_median_um: float = 350.0
+    murray_exponent: float = 2.7
+    step_px: float = 2.0
+    cross_p: float = 0.3
+    taper_per_mm: float = 0.3
+    foveal_taper_per_mm: float = 2.0
+    foveal_taper_um: float = 300.0
+    thin_clearance_um: float = 30.0
+    drawn_min_radius_px: float = 0.0
+    max_steps: int = 20000
+
+
 def grow_forest(
     shape: tuple[int, int],
     roots: list[tuple[np.ndarray, float, float, int, float]],
@@ -91,19 +134,7 @@ def grow_forest(
     faz_centre: np.ndarray,
     rng: np.random.Generator,
     px_um: float,
-    label_radius_um: float = 7.5,
-    min_radius_um: float = 5.5,
-    faz_clearance_um: float = 115.0,
-    segment_median_um: float = 350.0,
-    murray_exponent: float = 2.7,
-    step_px: float = 2.0,
-    cross_p: float = 0.3,
-    taper_per_mm: float = 0.3,
-    foveal_taper_per_mm: float = 2.0,
-    foveal_taper_um: float = 300.0,
-    thin_clearance_um: float = 30.0,
-    drawn_min_radius_px: float = 0.0,
-    max_steps: int = 20000,
+    params: GrowthParams = GrowthParams(),
 ) -> Forest:
     """Grow the forests from border roots.
 
@@ -114,34 +145,22 @@ def grow_forest(
         faz_centre: ``(row, col)`` of the FAZ.
         rng: the generator.
         px_um: micrometres per pixel.
-        label_radius_um: vessels at least this thick enter the labels.
-        min_radius_um: tips thinner than this stop.
-        faz_clearance_um: large vessels stop this far from the FAZ edge.
-        segment_median_um: median length between bifurcations (log-normal).
-        murray_exponent: kappa in r_p^kappa = r_1^kappa + r_2^kappa.
-        step_px: growth step.
-        cross_p: share of branches allowed to cross the other class (each crossing adds RV loops).
-        taper_per_mm: relative loss of radius per millimetre of growth, so that vessels thin out on
-            their way to the fovea and leave the labels (too thin) before the capillary ring.
-        foveal_taper_per_mm: extra taper near the FAZ, falling off as ``exp(-d / foveal_taper_um)``
-            with the distance ``d`` to the FAZ edge: the arterioles and venules that reach the fovea
-            break up into capillaries before its border.
-        foveal_taper_um: see ``foveal_taper_per_mm``.
-        thin_clearance_um: vessels too thin for the labels (image only) stop this far from the FAZ.
-        drawn_min_radius_px: the labels draw no vessel thinner than this; same-class vessels keep
-            clear of each other at that radius, so that thin ones drawn wider do not touch.
-        max_steps: hard cap on the number of steps (growth always terminates).
+        params: the recipe (``GrowthParams``).
 
     Returns:
         the ``Forest``.
     """
+    p = params
+    step_px, cross_p, murray_exponent, max_steps = p.step_px, p.cross_p, p.murray_exponent, p.max_steps
+    taper_per_mm, foveal_taper_per_mm, foveal_taper_um = p.taper_per_mm, p.foveal_taper_per_mm, p.foveal_taper_um
+    drawn_min_radius_px = p.drawn_min_radius_px
     occ = _Occupancy(shape)
-    label_r, min_r = label_radius_um / px_um, min_radius_um / px_um
-    clearance = faz_clearance_um / px_um
-    thin_clearance = thin_clearance_um / px_um
+    label_r, min_r = p.label_radius_um / px_um, p.min_radius_um / px_um
+    clearance = p.faz_clearance_um / px_um
+    thin_clearance = p.thin_clearance_um / px_um
     keep_clear_r = max(label_r, drawn_min_radius_px)  # the thinnest labelled vessel as drawn
     step_mm = step_px * px_um / 1000.0
-    seg_median = segment_median_um / px_um
+    seg_median = p.segment_median_um / px_um
     tips: list[_Tip] = []
     parents = np.full(4096, -1, np.int64)
     n_branches = 0

@@ -1,0 +1,216 @@
+"""The run configuration: every option of a fine-tuning run, checked, saved with the run, compared on resume.
+
+It sits below both training and evaluation (each reads a run's ``config.json`` through it), so
+neither imports the other for it. ``TrainConfig`` declares each option once with ``option``: its
+help text, range and command-line flag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import typing
+import warnings
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Literal
+
+from samocta import runs
+from samocta.data.channels import PAPER
+from samocta.data.octa500 import Fov, Task
+from samocta.errors import SamOctaError
+from samocta.files import atomic_write_text
+from samocta.model.checkpoints import ModelType
+from samocta.model.promptable import MaskRule
+from samocta.options import check_fields, flag_of, option
+from samocta.prompts import Mode
+
+if TYPE_CHECKING:
+    from samocta.data import Dataset, Split
+    from samocta.prompts import PromptSpec
+
+Lever = Literal["auto", "on", "off"]
+SplitKind = Literal["standard", "kfold"]
+Preset = Literal["paper", "reference_code"]
+PRESETS: tuple[str, ...] = typing.get_args(Preset)
+# the choices each preset makes; everything else keeps the dataclass default
+PRESET_CHOICES = {
+    "paper": {},
+    "reference_code": {"loss_preset": "reference_code", "augment": "reference_code", "mask_rule": "single"},
+}
+
+
+class TrainingError(SamOctaError, RuntimeError):
+    """Training cannot go on (a non-finite loss, or a run folder made with another config)."""
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a fine-tuning run, saved with it as ``config.json``.
+
+    Each field's help text, allowed values and command-line flag are declared with it (``option``);
+    the ``train`` command's flags are generated from them, and ``__post_init__`` checks every value,
+    so the Python API and the command line refuse the same things with the same message.
+    """
+
+    data: str = option("", "dataset root: an OCTA-500 tree (either layout; the dataset folder or its parent) or a folder "
+                           "dataset of your own (images/ with labels/<TASK>/ or label/; see 'Using your own data')")
+    fov: Fov | None = option(None, "field of view of an OCTA-500 tree (none: the one it holds); a folder dataset has "
+                                   "none: give its width with --fov-mm")
+    fov_mm: float | None = option(None, "the scans' width in mm for a folder dataset whose dataset.json does not say it "
+                                        "(none: unknown, measurements in mm are refused)", above=0, maximum=50)
+    channels: str = option("auto", "what fills SAM's three input channels: auto (OCTA-500's three projections, a "
+                                   "folder's own three or its one repeated), one projection name (repeated), or three "
+                                   "names separated by commas (e.g. OPL_BM,ILM_OPL,FULL)")
+    task: Task = option("FAZ", "segmentation task")
+    split: SplitKind = option("standard", "standard: the IPN-V2 train/val/test split; kfold: fold --fold of --k folds")
+    k: int = option(10, "number of folds of --split kfold", minimum=2)
+    fold: int = option(0, "the fold to train, 0 .. k-1 (--split kfold)", minimum=0)
+    split_seed: int = option(0, "seed of the k-fold shuffle", minimum=0)
+    model: ModelType = option("tiny", "SAM type: the shipped tiny teaching SAM, or an official one")
+    checkpoint: str | None = option(
+        None, "base weights: a path, 'download' (the official file, SHA-256 checked) or 'random'; none: the shipped "
+              "tiny SAM (the official types need one)")
+    rank: int = option(4, "LoRA rank r (the paper: 4)", minimum=1, maximum=256)
+    alpha: float | None = option(None, "LoRA alpha; the update is scaled by alpha / rank; none: alpha = rank", above=0)
+    lora_dropout: float = option(0.0, "dropout on the LoRA input", minimum=0, maximum=0.9)
+    train_decoder: bool = option(False, "train SAM's mask decoder too (SAM-OCTA: off)")
+    epochs: int = option(10, "epochs to train (a finished run can be extended with --resume)", minimum=1)
+    batch_size: int = option(4, "images per optimiser step", minimum=1, maximum=1024)
+    lr: float = option(1e-3, "AdamW learning rate after warm-up (the paper: 1e-3)", above=0, maximum=1)
+    warmup_start_lr: float = option(1e-5, "learning rate at the first step, rising linearly to --lr", above=0, maximum=1)
+    warmup_epochs: float = option(1.0, "epochs of linear warm-up", minimum=0)
+    lr_decay: float = option(0.97, "factor applied to the learning rate after each epoch past the warm-up", above=0, maximum=1)
+    min_lr: float = option(1e-5, "floor of the decayed learning rate", minimum=0)
+    weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
+    prompt_mode: Mode = option("global", "prompt points the model is trained with (none: SAM's padding point only)")
+    n_pos: int | None = option(None, "positive points per component (global) or on the target (local); none: the paper's", minimum=0)
+    n_neg: int | None = option(None, "negative points, likewise; none: the paper's", minimum=0)
+    no_prompt_fraction: float = option(0.0, "share of training samples decoded with no points", minimum=0, maximum=1)
+    augment: Preset | None = option("paper", "augmentation preset (none: no augmentation)")
+    loss_preset: Preset = option("paper", "paper: 0.2 Dice + 0.8 clDice for vessels; reference_code: 0.96 / 0.04 as its code does")
+    mask_rule: MaskRule = option(
+        "most_confident", "most_confident: the most confident of SAM's three masks (the paper); single: the single-mask "
+                          "output (the reference code)")
+    threshold: float = option(0.5, "probability above which a pixel is foreground", above=0, maximum=0.999)
+    seed: int = option(0, "seed of every random choice of the run", minimum=0)
+    amp: Lever = option("auto", "mixed precision: bf16 from compute capability 8.0, fp16 with loss scaling below (auto: on with CUDA)")
+    grad_checkpointing: Lever = option("auto", "activation checkpointing per encoder block (auto: on with CUDA)")
+    sdpa: Lever = option("auto", "fused scaled-dot-product attention in the image encoder (auto: on with CUDA)")
+    half_frozen: Lever = option("auto", "store the encoder's frozen weights in half precision; LoRA stays fp32 (auto: on with CUDA)")
+    compile: bool = option(False, "torch.compile the image encoder")
+    device: str = option("auto", "auto (CUDA when there is a GPU), cpu, cuda or cuda:N")
+    out: str = option("runs/run", "run folder; each fold gets its own folder inside")
+    max_train: int | None = option(None, "use at most this many training subjects; none: all", minimum=1)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        from samocta.data.channels import parse_channels
+
+        parse_channels(self.channels)  # the spelling now; whether the data has them when the run opens it
+        if self.split == "kfold" and self.fold >= self.k:
+            raise TrainingError(f"fold (--fold) must be 0 .. {self.k - 1} with --k {self.k}; got {self.fold}")
+        if self.model != "tiny" and not self.checkpoint:
+            from samocta.model.build import resolve_checkpoint
+
+            resolve_checkpoint(self.model, None)  # raises, saying how to get the official weights
+        if self.no_prompt_fraction > 0 and not self.train_decoder:
+            warnings.warn(
+                "--no-prompt-fraction without --train-decoder: with the decoder frozen, LoRA alone barely learns to "
+                "segment without prompts; add --train-decoder for one adapter that serves both", stacklevel=2)
+
+    def to_json(self, path: str | os.PathLike) -> None:
+        """Write the config, and the prompt recipe it implies, as JSON (atomically)."""
+        atomic_write_text(path, json.dumps({**asdict(self), "prompts": self.prompt_spec().to_dict()}, indent=1) + "\n")
+
+    @classmethod
+    def from_json(cls, path: str | os.PathLike) -> "TrainConfig":
+        """Read a config written by ``to_json``, by this version or an earlier one."""
+        raw = json.loads(Path(path).read_text())
+        if "mask_rule" not in raw and "multimask" in raw:
+            # configs written before the mask rule had a name: multimask=True was the paper's rule
+            raw["mask_rule"] = "most_confident" if raw["multimask"] else "single"
+        if raw.get("model", "tiny") != "tiny" and not raw.get("checkpoint"):
+            raw["checkpoint"] = "random"  # what no checkpoint meant for the official types before it had to be said
+        raw.setdefault("channels", ",".join(PAPER))  # runs made before the option filled them as the paper
+        known = {f.name for f in fields(cls)}  # "prompts" is derived, not read back
+        return cls(**{k: v for k, v in raw.items() if k in known})
+
+    @classmethod
+    def preset(cls, name: str, **overrides) -> "TrainConfig":
+        """A named set of choices: "paper" (the defaults) or "reference_code" (what the public
+        SAM-OCTA code does in effect: its loss weights, augmentation and single-mask output)."""
+        if name not in PRESET_CHOICES:
+            raise TrainingError(f"unknown preset {name!r}; expected one of {PRESETS}")
+        return cls(**{**PRESET_CHOICES[name], **overrides})
+
+    def prompt_spec(self) -> "PromptSpec":
+        """The prompt recipe of the run: the paper's for its task and mode, with ``n_pos``/``n_neg`` if set."""
+        from samocta.prompts import PromptSpec
+
+        spec = PromptSpec.paper(self.task, self.prompt_mode)
+        if self.n_pos is not None or self.n_neg is not None:
+            spec = PromptSpec(
+                self.prompt_mode, spec.n_pos if self.n_pos is None else self.n_pos, spec.n_neg if self.n_neg is None else self.n_neg,
+                task=self.task,
+            )
+        return spec
+
+    def fold_dir(self) -> Path:
+        return Path(self.out) / runs.fold_name(self.split, self.fold)
+
+
+def make_split(config: TrainConfig, index: "Dataset") -> "Split":
+    """The config's split of the subjects present: the data's own (OCTA-500's standard split, a folder
+    dataset's split folders or dataset.json) or fold ``fold`` of a seeded k-fold split."""
+    from samocta.data import kfold_split
+
+    if config.split == "kfold":
+        split = kfold_split(index.ids, config.k, config.split_seed)[config.fold]
+    else:
+        split = index.own_split()
+        if split is None:
+            raise TrainingError(f"{index.where} comes with no split (no train/val/test folders, no split in its dataset.json): "
+                                "train with --split kfold, or add one")
+    if not split.train or not split.val:
+        raise TrainingError(f"split {split.name} leaves no training or validation subjects among {len(index.ids)} ids")
+    return split
+
+
+def open_data(config: TrainConfig) -> tuple[TrainConfig, "Dataset"]:
+    """The run's dataset, and the config with what the data decides filled in: the OCTA-500 FoV a tree
+    holds (when ``fov`` is none) and the channels "auto" stands for, as ``config.json`` records them."""
+    from samocta.data import channels_text, open_dataset
+
+    index = open_dataset(config.data, config.fov, config.channels, config.fov_mm, label_task=config.task)
+    fov = index.fov if index.kind == "OCTA-500" else None
+    return replace(config, fov=fov, channels=channels_text(index.channels)), index
+
+
+def saved_config(run_dir: str | os.PathLike) -> TrainConfig:
+    """A run folder's config.json, or a TrainingError saying how to recover."""
+    path = Path(run_dir) / runs.CONFIG
+    try:
+        return TrainConfig.from_json(path)
+    except (ValueError, TypeError, SamOctaError) as exc:  # JSON errors are ValueErrors
+        raise TrainingError(f"{path}: unreadable run config ({exc}); restore it, or start afresh in another --out") from None
+
+
+def config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> list[str]:
+    """The options in which ``config`` differs from a run's saved one. The run folder is the run,
+    wherever it now is (``out`` is not compared), and the data path is compared resolved.
+
+    ``epochs`` may grow: a finished run extended from its last checkpoint equals a run made with the
+    larger number at once, because neither the learning-rate schedule (warm-up, then a decay per
+    epoch) nor any random draw depends on the total. It may not fall below the ``done`` epochs.
+    """
+    differ = []
+    for f in fields(TrainConfig):
+        a, b = getattr(saved, f.name), getattr(config, f.name)
+        if f.name == "out" or (f.name == "data" and Path(a).resolve() == Path(b).resolve()):
+            continue
+        if f.name == "epochs" and b >= done:
+            continue
+        if a != b:
+            differ.append(f"{flag_of(f)} {a} (now {b}" + (f"; {done} epochs are done)" if f.name == "epochs" else ")"))
+    return differ
