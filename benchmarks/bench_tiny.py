@@ -18,7 +18,7 @@ from common import machine, timeit  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from samocta.model import PromptableSam, build_sam  # noqa: E402
+from samocta.model import TINY_CONFIG, PromptableSam, build_sam  # noqa: E402
 from samocta.pretrain import zero_shot_miou  # noqa: E402
 
 
@@ -45,7 +45,7 @@ def main() -> None:
     parser.add_argument("--vit-b", action="store_true", help="also time vit_b (random weights, 1024 px)")
     args = parser.parse_args()
     print(f"machine: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads")
-    model = PromptableSam(build_sam("tiny")).eval()
+    model = PromptableSam(build_sam("tiny", img_size=TINY_CONFIG["pretrain_img_size"])).eval()  # as pretrained
     t0 = time.perf_counter()
     one = zero_shot_miou(model, args.shapes, n_pos=1, n_neg=0)
     three = zero_shot_miou(model, args.shapes, n_pos=2, n_neg=1)

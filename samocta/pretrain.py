@@ -253,7 +253,7 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
     """
     from tqdm.auto import tqdm
 
-    from samocta.model.build import build_sam, resolve_device
+    from samocta.model.build import TINY_CONFIG, build_sam, resolve_device
     from samocta.model.promptable import PromptableSam
 
     device = resolve_device(device)
@@ -262,7 +262,8 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
-    model = PromptableSam(build_sam("tiny", pretrained=False)).to(device)
+    # the recipe's size: the shipped weights were made at 256 px, whatever size the tiny SAM runs at now
+    model = PromptableSam(build_sam("tiny", pretrained=False, img_size=TINY_CONFIG["pretrain_img_size"])).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
 
     def lr_at(step: int) -> float:

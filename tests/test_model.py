@@ -315,24 +315,60 @@ def test_build_sam_download_uses_cache_and_mirror(server, tmp_path, monkeypatch)
 
 
 def test_shipped_tiny_weights_load_and_match_their_recorded_sha256(tmp_path, monkeypatch):
-    from samocta.model import build as build_module
+    from samocta.model import checkpoints as checkpoints_module
     from samocta.files import sha256_file
-    from samocta.model.build import TINY_SHA256_FILE, TINY_WEIGHTS, tiny_weights_path
+    from samocta.model.checkpoints import TINY_SHA256_FILE, TINY_WEIGHTS, tiny_weights_path
 
     recorded = TINY_SHA256_FILE.read_text().split()[0]
     assert sha256_file(TINY_WEIGHTS) == recorded and tiny_weights_path() == TINY_WEIGHTS
     assert TINY_WEIGHTS.stat().st_size <= 10 * 2**20  # fp16, at most 10 MB
-    sam = build_sam("tiny")
     from safetensors.torch import load_file
 
+    from samocta.model import TINY_CONFIG
+
     shipped = load_file(str(TINY_WEIGHTS))
+    sam = build_sam("tiny", img_size=TINY_CONFIG["pretrain_img_size"])  # at the size it was pretrained at: as shipped
     for name, value in sam.state_dict().items():
         assert torch.equal(value, shipped[name].float()), name
+    # at the size it runs at, every weight but the fitted positional ones is the shipped one
+    fitted = {"image_encoder.pos_embed"} | {f"image_encoder.blocks.{i}.attn.rel_pos_{a}"
+                                            for i in TINY_CONFIG["global_attn_indexes"] for a in "hw"}
+    sam = build_sam("tiny")
+    assert sam.image_encoder.img_size == TINY_CONFIG["img_size"] != TINY_CONFIG["pretrain_img_size"]
+    for name, value in sam.state_dict().items():
+        if name not in fitted:
+            assert torch.equal(value, shipped[name].float()), name
     # a damaged copy is refused with both hashes named
     damaged = tmp_path / "sam_tiny.safetensors"
     data = bytearray(TINY_WEIGHTS.read_bytes())
     data[-1] ^= 0xFF
     damaged.write_bytes(bytes(data))
-    monkeypatch.setattr(build_module, "TINY_WEIGHTS", damaged)
+    monkeypatch.setattr(checkpoints_module, "TINY_WEIGHTS", damaged)
     with pytest.raises(CheckpointError, match="differs from the recorded"):
         build_sam("tiny")
+
+
+def test_tiny_weights_fit_another_input_size():
+    from samocta.model import TINY_CONFIG
+    from samocta.model.build import build_tiny_sam, fit_input_size
+
+    state = build_tiny_sam(256).state_dict()
+    assert fit_input_size(state, 16) is state  # the size it was made for: untouched
+    big = fit_input_size(state, 32)
+    model = build_tiny_sam(512)
+    assert {k: v.shape for k, v in big.items()} == {k: v.shape for k, v in model.state_dict().items()}
+    model.load_state_dict(big)  # strict: every key and shape fits
+    # a linear ramp along the relative positions stays a ramp: the table is resized, not redrawn
+    key = f"image_encoder.blocks.{TINY_CONFIG['global_attn_indexes'][0]}.attn.rel_pos_h"
+    ramp = dict(state, **{key: torch.linspace(-1, 1, 31)[:, None].repeat(1, 64)})
+    resized = fit_input_size(ramp, 32)[key]
+    assert resized.shape == (63, 64) and torch.all(resized[1:, 0] >= resized[:-1, 0])
+    assert abs(resized[31, 0]) < 1e-6  # the zero offset stays in the middle
+    # a constant positional embedding stays constant; the windowed blocks' tables are the window's
+    const = dict(state, **{"image_encoder.pos_embed": torch.full((1, 16, 16, 192), 0.25)})
+    assert torch.allclose(fit_input_size(const, 32)["image_encoder.pos_embed"], torch.tensor(0.25))
+    assert torch.equal(big["image_encoder.blocks.0.attn.rel_pos_h"], state["image_encoder.blocks.0.attn.rel_pos_h"])
+    with pytest.raises(CheckpointError, match="multiple of 128"):
+        build_tiny_sam(300)
+    with pytest.raises(CheckpointError, match="img_size is the tiny SAM's option"):
+        build_sam("vit_b", img_size=512)

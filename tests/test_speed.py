@@ -36,7 +36,8 @@ def _lora_tiny(part: str) -> LoRASam:
 
 def test_sdpa_equals_eager_attention_float64():
     sam = _random_tiny().double()
-    x = torch.randn(2, 3, 256, 256, dtype=torch.float64)
+    n = sam.image_encoder.img_size
+    x = torch.randn(2, 3, n, n, dtype=torch.float64)
     with torch.no_grad():
         eager = sam.image_encoder(x)
         enable_sdpa(sam)
