@@ -108,7 +108,8 @@ class Chapter:
             SetupError: the run exists with other options; the message names them, the run folder
                 and how to start afresh.
         """
-        from samocta.train import TrainConfig, config_differences, open_data, read_history
+        from samocta.config import TrainConfig, config_differences, open_data
+        from samocta.runs import read_history
 
         base = dict(data=str(self.data_root), fov=self.fov, fov_mm=self.fov_mm, channels=self.channels, model=self.model,
                     checkpoint=self.checkpoint, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,

@@ -20,21 +20,13 @@ import numpy as np
 import torch
 
 from samocta import runs
-from samocta.config import (  # noqa: F401  (TrainConfig and its helpers are also reached as samocta.train's)
-    PRESET_CHOICES,
-    PRESETS,
-    TrainConfig,
-    TrainingError,
-    config_differences,
-    make_split,
-    open_data,
-    saved_config,
-)
-from samocta.distributed import init_distributed, mean_over_processes, rank_world  # noqa: F401
+# TrainConfig, TrainingError and read_history are also reached as samocta.train's (the public API)
+from samocta.config import TrainConfig, TrainingError, config_differences, make_split, open_data, saved_config
+from samocta.data.source import check_subjects
+from samocta.distributed import mean_over_processes, rank_world
 from samocta.files import atomic_torch_save
 from samocta.model.build import resolve_device
 from samocta.model.lora import build_model
-from samocta.data.source import check_subjects
 from samocta.prompts import label_tasks
 from samocta.runs import read_history
 

@@ -311,7 +311,7 @@ def build_model(config, device: str | torch.device | None = None):
     """The LoRA model a run configuration describes, on its device.
 
     Args:
-        config: a ``samocta.train.TrainConfig`` (or anything with its ``model``, ``checkpoint``,
+        config: a ``samocta.config.TrainConfig`` (or anything with its ``model``, ``checkpoint``,
             ``rank``, ``alpha``, ``lora_dropout``, ``train_decoder``, ``mask_rule``, ``task`` and
             ``device``).
         device: default the config's.
