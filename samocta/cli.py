@@ -74,7 +74,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from samocta import runs
-    from samocta.evaluate import EVAL_MODES, evaluate_run
+    from samocta.clicks import STARTS, click_summary
+    from samocta.evaluate import CLICKS, EVAL_MODES, evaluate_run
     from samocta.files import atomic_write_csv
     from samocta.metrics import summarize
 
@@ -84,14 +85,33 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"error: no trained fold under {run} (expected config.json in it or in its fold folders)", file=sys.stderr)
         return 1
     modes = None if args.modes is None else [m.strip() for m in args.modes.split(",") if m.strip()]
-    if modes is not None and (not modes or set(modes) - set(EVAL_MODES)):
-        print(f"error: --modes must list some of {','.join(EVAL_MODES)}, separated by commas; got {args.modes!r}", file=sys.stderr)
+    if modes is not None and (not modes or set(modes) - set(EVAL_MODES + (CLICKS,))):
+        print(f"error: --modes must list some of {','.join(EVAL_MODES + (CLICKS,))}, separated by commas; got {args.modes!r}",
+              file=sys.stderr)
         return 1
+    if not 1 <= args.max_clicks <= 100:
+        raise SamOctaError(f"--max-clicks is the number of corrective clicks per subject, 1 to 100; got {args.max_clicks}")
+    if (args.max_clicks != 10 or args.click_start != STARTS[0] or args.feedback != "auto") and CLICKS not in (modes or []):
+        raise SamOctaError("--max-clicks, --click-start and --feedback set the corrective clicks: add clicks to --modes")
     if args.data is None and (args.fov is not None or args.fov_mm is not None):
         raise SamOctaError("--fov and --fov-mm describe the dataset of --data; a run's own data is described by its config")
+    feedback = {"auto": None, "on": True, "off": False}[args.feedback]
     scored = [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks,
-                           progress=not args.quiet, data=args.data, fov=args.fov, fov_mm=args.fov_mm) for fold_dir in folds]
+                           progress=not args.quiet, data=args.data, fov=args.fov, fov_mm=args.fov_mm,
+                           max_clicks=args.max_clicks, click_start=args.click_start, feedback=feedback) for fold_dir in folds]
     on = scored[0].attrs.get("on")  # the other dataset's slug, as each fold's files are named
+    if "clicks" in scored[0].attrs:
+        curves = pd.concat([s.attrs["clicks"] for s in scored], ignore_index=True)
+        clicks = click_summary(curves)
+        if len(folds) > 1:
+            atomic_write_csv(clicks, runs.click_summary(run, curves["part"].iloc[0], on), index=False)
+        print(f"{run}: simulated corrective clicks ({curves['part'].iloc[0]} subjects; start: {args.click_start}; previous "
+              f"logits fed back: {'yes' if curves['feedback'].iloc[0] else 'no'}); a subject that never reaches a Dice "
+              f"counts as {args.max_clicks} clicks (columns 'not reached'):")
+        with pd.option_context("display.width", 200, "display.max_columns", 20):
+            print(clicks.drop(columns=["data_source", "setup"], errors="ignore").round(3).to_string(index=False))
+    if all(s.empty for s in scored):
+        return 0
     results = pd.concat(scored, ignore_index=True)
     summary = summarize(results)
     if len(folds) > 1:
@@ -214,6 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     from samocta.data import FOVS, LAYOUTS, TASKS
     from samocta.synth import FOLDER_LAYOUTS
     from samocta.synth.folders import STEMS
+    from samocta.clicks import STARTS
     from samocta.evaluate import EVAL_MODES
     from samocta.model.build import MODEL_TYPES
     from samocta.options import add_arguments
@@ -266,8 +287,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="score a trained run for prompt modes none / global / local")
     p.add_argument("--run", required=True, help="a run folder (all its folds) or one fold folder")
     p.add_argument("--modes", default=None,
-                   help=f"comma-separated, some of {','.join(EVAL_MODES)} (auto: points from the model's own prompt-free "
-                        "pass, no label needed); default: none and the mode the run was trained in")
+                   help=f"comma-separated, some of {','.join(EVAL_MODES)},clicks (auto: points from the model's own "
+                        "prompt-free pass, no label needed; clicks: simulated corrective clicks, Dice per click and "
+                        "NoC@85/90); default: none and the mode the run was trained in")
     p.add_argument("--select", choices=typing.get_args(runs.Which), default="best",
                    help="the adapter to score: the epoch with the best validation Dice, or the last epoch")
     p.add_argument("--part", choices=("val", "test", "train", "all"), default=None,
@@ -277,6 +299,14 @@ def build_parser() -> argparse.ArgumentParser:
                                                 "trained on A, scored on B")
     p.add_argument("--fov", choices=FOVS, default=None, help="with --data: the part of an OCTA-500 tree")
     p.add_argument("--fov-mm", type=float, default=None, help="with --data: a folder dataset's scan width in mm")
+    p.add_argument("--max-clicks", type=int, default=10, help="with --modes ...,clicks: simulated corrective clicks per "
+                                                                 "subject, 1 to 100; default: 10")
+    p.add_argument("--click-start", choices=STARTS, default=STARTS[0],
+                   help="with clicks: start from nothing (click; the first click is the first prompt) or from the "
+                        "prompt-free mask (none); default: click")
+    p.add_argument("--feedback", choices=("auto", "on", "off"), default="auto",
+                   help="with clicks: feed each decode's low-resolution logits back as SAM's mask prompt; auto: as the "
+                        "model was trained (official SAM on, the tiny SAM off); default: auto")
     p.add_argument("--save-masks", action="store_true")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)

@@ -31,7 +31,8 @@ from samocta import runs
 from samocta.errors import InputError
 from samocta.model.promptable import binarize
 from samocta.prompts import MODES, Prompt, PromptSpec, label_tasks
-from samocta.resample import Resampling, frame_of, plan_resampling
+from samocta.resample import Resampling
+from samocta.views import decode_points, scan_views
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -72,6 +73,8 @@ PAPER_TABLE2 = {
 # What a model can be scored with: no points, points from the label (global, local), or "auto":
 # points the model draws from its own prompt-free pass (no label needed; see ``auto_prompt``).
 EVAL_MODES = MODES + ("auto",)
+CLICKS = "clicks"
+"""Not a prompt mode but a protocol: simulated corrective clicks (``samocta.clicks``), scored per click."""
 
 
 class AutoPromptFallback(UserWarning):
@@ -119,28 +122,6 @@ def auto_prompt(
     """
     points, out = _auto(model, embedding, spec, rng)
     return points.coords, points.labels, out.masks(threshold)[0]
-
-
-def scan_views(model: "PromptableSam", image: np.ndarray, pixel_um: float | None, where: str) -> tuple[Resampling, list]:
-    """A scan brought to the pixel size the model was trained at (``samocta.resample``), and each view's
-    embedding: once per scan, reused by every prompt mode."""
-    resampling = plan_resampling(image.shape[:2], pixel_um, frame_of(getattr(model, "trained_with", {})), where)
-    return resampling, [model.embed(view[None]) for view in resampling.image_views(image)]
-
-
-def decode_points(model: "PromptableSam", resampling: Resampling, embeddings: list, coords: np.ndarray,
-                  labels: np.ndarray) -> torch.Tensor:
-    """Logits ``(1, 1, H, W)`` at the scan's size for points ``(x, y)`` in the scan's frame (none: no prompt).
-
-    Each view decodes with the points that fall inside it; with points given, a view holding none
-    of them is left out (what was asked for lies elsewhere).
-    """
-    prompted = np.asarray(labels).size > 0
-    outs = []
-    for view, embedding in zip(resampling.views, embeddings):
-        c, lab = resampling.points_to_view(coords, labels, view)
-        outs.append(None if prompted and len(lab) == 0 else model.decode(embedding, [c], [lab]).logits)
-    return resampling.merge(outs)
 
 
 def decode_auto(model: "PromptableSam", resampling: Resampling, embeddings: list, spec: PromptSpec,
@@ -266,6 +247,9 @@ def evaluate_run(
     data: str | os.PathLike | None = None,
     fov: str | None = None,
     fov_mm: float | None = None,
+    max_clicks: int = 10,
+    click_start: str = "click",
+    feedback: bool | None = None,
 ) -> "pd.DataFrame":
     """Evaluate a trained fold folder on its split, or on another dataset's subjects, and write the
     per-subject results and their summary beside it.
@@ -274,6 +258,10 @@ def evaluate_run(
         run_dir: a fold folder written by ``train_fold``.
         modes: prompt modes to score (default: "none" and the mode the run was trained in). The
             run's own prompt recipe is used for its trained mode, the paper's for the others.
+            ``CLICKS`` ("clicks") adds simulated corrective clicks (``samocta.clicks.evaluate_clicks``):
+            per-click rows in ``clicks-<part>.csv``, their summary (Dice at 1/3/5/10 clicks,
+            NoC@85/90) in ``clicks-summary-<part>.csv``, both also in ``attrs["clicks"]`` and
+            ``attrs["click_summary"]``.
         part: "val" or "test" of the run's split (default: test for the standard split, val for
             k-fold, as the reference code scores k-fold runs); with ``data``: "all" (default), or a
             part of that dataset's own split.
@@ -284,6 +272,8 @@ def evaluate_run(
             (``samocta.resample``). OCTA-500 subjects the run trained or validated on (the same number in
             another copy of OCTA-500) are left out.
         fov, fov_mm: for ``data``, as ``open_dataset`` takes them.
+        max_clicks, click_start, feedback: the corrective clicks' count, start and mask feedback
+            (``samocta.clicks.click_curve``).
 
     Returns:
         the per-sample rows of ``evaluate`` plus the run's data_source, model_type, channels,
@@ -298,13 +288,22 @@ def evaluate_run(
     from samocta.metrics import summarize
     from samocta.model import build_model
     from samocta.config import TrainConfig, open_data
+    import pandas as pd
 
     adapter_file = runs.adapter(run_dir, adapter)
     run_dir = Path(run_dir)
     config = TrainConfig.from_json(run_dir / runs.CONFIG)
     split = Split.from_json(run_dir / runs.SPLIT)
     modes = list(modes) if modes is not None else ["none", config.prompt_mode]
-    specs = prompt_specs(config.task, list(dict.fromkeys(modes)))
+    clicks = CLICKS in modes
+    modes = [m for m in modes if m != CLICKS]
+    if clicks:  # checked before any work starts
+        from samocta.clicks import STARTS
+
+        if max_clicks < 1 or click_start not in STARTS:
+            raise InputError(f"--max-clicks must be at least 1 and --click-start one of {', '.join(STARTS)}; "
+                             f"got {max_clicks} and {click_start!r}")
+    specs = prompt_specs(config.task, list(dict.fromkeys(modes))) if modes or not clicks else {}
     if config.prompt_mode in specs:  # the run's own recipe for the mode it was trained in
         specs[config.prompt_mode] = config.prompt_spec()
     model = build_model(config)
@@ -349,28 +348,41 @@ def evaluate_run(
         device = next(model.parameters()).device
         print(f"scoring {adapter_file} ({config.model}, {config.task}, trained with {config.prompt_mode} prompts on "
               f"{trained_on}, channels {channels_label(config.channels)}) on {len(ids)} {part} subjects of {index.name} "
-              f"at {index.where}{note}, prompt modes {', '.join(specs)}, on {device}", flush=True)
+              f"at {index.where}{note}, prompt modes {', '.join([*specs, *[CLICKS] * clicks])}, on {device}", flush=True)
+    fold = config.fold if config.split == "kfold" else "standard"
     results = evaluate(
-        model, index, ids, config.task, specs, seed=config.seed, threshold=config.threshold,
-        fold=config.fold if config.split == "kfold" else "standard",
+        model, index, ids, config.task, specs, seed=config.seed, threshold=config.threshold, fold=fold,
         save_dir=runs.masks(run_dir, part, on) if save_masks else None, progress=progress is True,
-    )
-    results["data_source"] = index.source
-    results["model_type"] = config.model
-    results["channels"] = channels_label(config.channels)
-    results["trained_mode"] = config.prompt_mode
-    results["trained_on"] = trained_on
-    # another dataset that happens to bear the training data's name is told apart by its place
-    results["scored_on"] = trained_on if not cross else index.name if index.name != trained_on else f"{index.name} at {index.where}"
-    results["setup"] = run_setup(config)
-    results["split"] = config.split
-    results["part"] = part
-    results["selection"] = selection_label(config.split, part, adapter)
-    atomic_write_csv(results, runs.results(run_dir, part, on), index=False)
-    atomic_write_csv(summarize(results), runs.summary(run_dir, part, on))
+    ) if specs else pd.DataFrame()
+    scored_on = trained_on if not cross else index.name if index.name != trained_on else f"{index.name} at {index.where}"
+    described = {
+        "data_source": index.source, "model_type": config.model, "channels": channels_label(config.channels),
+        "trained_mode": config.prompt_mode, "trained_on": trained_on,
+        # another dataset that happens to bear the training data's name is told apart by its place
+        "scored_on": scored_on, "setup": run_setup(config), "split": config.split, "part": part,
+        "selection": selection_label(config.split, part, adapter),
+    }
+    if specs:
+        for column, value in described.items():
+            results[column] = value
+        atomic_write_csv(results, runs.results(run_dir, part, on), index=False)
+        atomic_write_csv(summarize(results), runs.summary(run_dir, part, on))
+    if clicks:
+        from samocta.clicks import click_summary, evaluate_clicks
+
+        curves = evaluate_clicks(model, index, ids, config.task, max_clicks, config.seed, config.threshold, click_start,
+                                 feedback, fold=fold, progress=progress is True)
+        for column, value in described.items():
+            curves[column] = value
+        results.attrs["clicks"], results.attrs["click_summary"] = curves, click_summary(curves)
+        atomic_write_csv(curves, runs.clicks(run_dir, part, on), index=False)
+        atomic_write_csv(results.attrs["click_summary"], runs.click_summary(run_dir, part, on), index=False)
     atomic_write_text(runs.evaluation(run_dir, part, on),
-                      json.dumps({"part": part, "ids": ids, "modes": list(specs), "adapter": adapter,
-                                  "data": str(index.where), "scored_on": results["scored_on"].iloc[0] if len(results) else ""}) + "\n")
+                      json.dumps({"part": part, "ids": ids, "modes": list(specs) + [CLICKS] * clicks, "adapter": adapter,
+                                  "data": str(index.where), "scored_on": scored_on,
+                                  **({"max_clicks": max_clicks, "click_start": click_start,
+                                      "feedback": bool(curves["feedback"].iloc[0]) if len(curves) else None} if clicks else {})})
+                      + "\n")
     results.attrs["on"] = on  # the other dataset's slug in the file names (None: the run's own data)
     return results
 

@@ -78,7 +78,8 @@ def predict(
             sizes), SAM's three channels as the adapter was trained with them.
         prompts: "none" (SAM's padding point only), "auto" (points from the model's own confident
             regions, see ``samocta.evaluate.auto_prompt``), or one ``(coords, labels)`` per image
-            (e.g. clicked points; ``(x, y)`` in the image's own pixels, centres at ``i + 0.5``).
+            (e.g. clicked points; ``(x, y)`` in the image's own pixels, centres at ``i + 0.5``), decoded
+            in their order as the click canvas decodes them (``samocta.clicks.ClickSession``).
         threshold: on probabilities.
         seed: of the automatic prompts' draws (image i uses ``(seed, i)``).
         pixel_um: the images' pixel size in µm (one for all, or one per image; None: unknown,
@@ -89,6 +90,7 @@ def predict(
     """
     import torch
 
+    from samocta.clicks import ClickSession
     from samocta.evaluate import decode_auto, decode_points, prompt_specs, scan_views
     from samocta.model.promptable import binarize
 
@@ -112,9 +114,10 @@ def predict(
                 logits = decode_auto(model, resampling, embeddings, spec, np.random.default_rng([seed, i]))[2]
             elif prompts == "none":
                 logits = decode_points(model, resampling, embeddings, np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
-            else:
+            else:  # clicked points are decoded one after another, as the click canvas decoded them
                 coords, labels = prompts[i]
-                logits = decode_points(model, resampling, embeddings, coords, labels)
+                logits = (ClickSession(model, resampling, embeddings).decode(coords, labels) if np.asarray(labels).size
+                          else decode_points(model, resampling, embeddings, coords, labels))
             masks.append(binarize(logits, threshold)[0])
     if single:
         return masks[0]

@@ -56,6 +56,15 @@ def summary(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Pa
     return Path(fold_dir) / f"summary-{_scored(part, on)}.csv"
 
 
+def clicks(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
+    """Per-subject, per-click Dice of the simulated corrective clicks (``samocta.clicks``)."""
+    return Path(fold_dir) / f"clicks-{_scored(part, on)}.csv"
+
+
+def click_summary(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
+    return Path(fold_dir) / f"clicks-summary-{_scored(part, on)}.csv"
+
+
 def evaluation(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
     return Path(fold_dir) / f"evaluation-{_scored(part, on)}.json"
 

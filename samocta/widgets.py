@@ -220,6 +220,9 @@ class ClickPrompts:
                 # images is shown to it as predict and evaluate show it (samocta.resample)
                 self._resampling, self._embeddings = scan_views(model, self.image, pixel_um, "the image")
                 self._embedding = self._embeddings[0]
+            from samocta.clicks import ClickSession
+
+            self._session = ClickSession(model, self._resampling, self._embeddings)
         shown = self.image if channel is None or self.image.ndim == 2 else self.image[..., channel]
         self._image_url = png_data_url(shown.astype(np.uint8))
         self.widget = canvas_class()(image=self._image_url, width=int(self.image.shape[1]), height=int(self.image.shape[0]),
@@ -263,15 +266,13 @@ class ClickPrompts:
         """Decode the current points with the cached embedding (None without a model or points)."""
         if self.model is None or not self.state.points:
             return None
-        import torch
-
-        from samocta.evaluate import decode_points
         from samocta.model.promptable import binarize
 
         coords, labels = self.state.as_arrays()
         t0 = time.perf_counter()
-        with torch.inference_mode():  # with the model's own mask rule, as it was trained and scored
-            logits = decode_points(self.model, self._resampling, self._embeddings, coords, labels)
+        # the clicks in their order, each decode given the one before (samocta.clicks), with the model's own
+        # mask rule: as predict decodes saved clicks and as corrective clicks are scored
+        logits = self._session.decode(coords, labels)
         mask = binarize(logits, self.threshold)[0]
         self.latency_ms = (time.perf_counter() - t0) * 1000
         self.decodes += 1
@@ -308,7 +309,13 @@ class ClickPrompts:
             "decoderUrl": f"{base}/{decoder.name}", "ortUrl": f"{base}/ort.wasm.bundle.min.mjs",
             "wasmUrl": f"{base}/ort-wasm-simd-threaded.wasm", "points": self.default_points,
             "logitThreshold": math.log(self.threshold / (1 - self.threshold)), "moduleUrl": f"{base}/click_canvas.js",
+            # the kernel's click rule (samocta.clicks.ClickSession): feed the previous logits back or not
+            "feedback": bool(self._session.feedback), "lowResShape": [1, 1, *self._low_res_side()],
         }
+
+    def _low_res_side(self) -> tuple[int, int]:
+        side = 4 * int(self.model.sam.prompt_encoder.image_embedding_size[0])
+        return side, side
 
     def static_html(self) -> str:
         """The page's version: the same front end, decoding with onnxruntime-web (no kernel)."""

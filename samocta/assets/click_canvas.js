@@ -180,7 +180,7 @@ function render({ model, el }) {
 
 // The rendered book: onnxruntime-web decodes in the page.
 //   config: {width, height, imageUrl, embeddingUrl, embeddingShape, decoderUrl, ortUrl, wasmUrl,
-//            points, logitThreshold, id}
+//            points, logitThreshold, feedback, lowResShape, id}
 export async function renderStatic(el, config) {
   // the URLs are the page's (relative to it), not this module's
   const url = (u) => new URL(u, document.baseURI).href;
@@ -237,27 +237,50 @@ export async function renderStatic(el, config) {
   } catch (error) {
     status.text = `the browser decoder could not start (${error}); the points are shown without a mask`;
   }
+  // A mask is a function of the ordered clicks, decoded one after another as samocta.clicks.ClickSession
+  // decodes them: click k sees clicks 1..k and, with config.feedback, the low-resolution logits of the decode
+  // before it. steps[k] holds the decode after k clicks; a change replays from the longest prefix kept.
+  const steps = [{ point: null, masks: null, lowRes: null }];
+  const gridSize = config.lowResShape[2] * config.lowResShape[3];
+  function samePoint(a, b) {
+    return a && b && Math.fround(a[0]) === Math.fround(b[0]) && Math.fround(a[1]) === Math.fround(b[1]) && a[2] === b[2];
+  }
+  async function step(k) {
+    const ort = host.ort;
+    const n = k;
+    const coords = new Float32Array(n * 2);
+    const labels = new Float32Array(n);
+    points.slice(0, n).forEach(([x, y, label], i) => { coords[2 * i] = x; coords[2 * i + 1] = y; labels[i] = label; });
+    const before = steps[k - 1].lowRes;
+    const fed = config.feedback && before !== null;
+    const out = await session.run({
+      image_embeddings: embedding,
+      point_coords: new ort.Tensor("float32", coords, [1, n, 2]),
+      point_labels: new ort.Tensor("float32", labels, [1, n]),
+      mask_input: new ort.Tensor("float32", fed ? before : new Float32Array(gridSize), config.lowResShape),
+      has_mask_input: new ort.Tensor("float32", new Float32Array([fed ? 1 : 0]), [1]),
+    });
+    return { point: points[k - 1].slice(), masks: out.masks.data, lowRes: out.low_res_mask.data };
+  }
   function decode() {
     // one decode at a time, in click order
     pending = pending.then(async () => {
       if (!session || points.length === 0) {
+        steps.length = 1;
         hasMask = false;
         root.samoctaMask = null;
         version += 1;
         changed();
         return;
       }
-      const ort = host.ort;
-      const n = points.length;
-      const coords = new Float32Array(n * 2);
-      const labels = new Float32Array(n);
-      points.forEach(([x, y, label], i) => { coords[2 * i] = x; coords[2 * i + 1] = y; labels[i] = label; });
-      const out = await session.run({
-        image_embeddings: embedding,
-        point_coords: new ort.Tensor("float32", coords, [1, n, 2]),
-        point_labels: new ort.Tensor("float32", labels, [1, n]),
-      });
-      const logits = out.masks.data;
+      let kept = 0;
+      while (kept < points.length && kept + 1 < steps.length && samePoint(steps[kept + 1].point, points[kept])) kept += 1;
+      steps.length = kept + 1;
+      const t0 = performance.now();
+      for (let k = kept + 1; k <= points.length; k++) steps.push(await step(k));
+      root.dataset.decodeMs = (performance.now() - t0).toFixed(2);
+      root.dataset.stepsDecoded = String(points.length - kept);
+      const logits = steps[points.length].masks;
       const ctx = maskCanvas.getContext("2d");
       const pixels = ctx.createImageData(config.width, config.height);
       const bits = new Uint8Array(config.width * config.height);

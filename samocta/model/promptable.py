@@ -66,6 +66,11 @@ class MaskOutput:
     iou: torch.Tensor
     selected: torch.Tensor
 
+    @property
+    def selected_low_res(self) -> torch.Tensor:
+        """``(B, 1, 4E, 4E)``: the selected candidate at the decoder's resolution, the mask prompt of a next decode."""
+        return self.low_res[torch.arange(self.low_res.shape[0], device=self.low_res.device), self.selected].unsqueeze(1)
+
     def masks(self, threshold: float = 0.5) -> np.ndarray:
         """The selected masks, binarised: bool ``(B, H, W)`` (see ``binarize``)."""
         return binarize(self.logits, threshold)
@@ -136,6 +141,30 @@ def click_map(coords: torch.Tensor, labels: torch.Tensor, grid: int, img_size: i
     gx = torch.exp(-((centres[None, None, :] - coords[..., 0:1]) ** 2) / (2 * sigma**2))
     maps = torch.einsum("bn,bny,bnx->byx", sign, gy, gx)
     return (amplitude * maps.clamp(-1, 1)).unsqueeze(1)
+
+
+def mask_prompt(
+    coords: torch.Tensor, labels: torch.Tensor, previous: torch.Tensor | None, grid: int, img_size: int,
+    sigma: float | None,
+) -> torch.Tensor | None:
+    """What enters SAM's dense mask prompt: the previous decode's low-resolution logits (or None), and
+    for the tiny SAM (``sigma`` set) its clicks' map (``click_map``) added to them.
+
+    The one rule for the kernel's decoder and the exported graph (``samocta.export``). For the official
+    SAM it is SamPredictor's ``mask_input``: the logits as they are.
+
+    Args:
+        coords, labels: ``(P, N, 2)`` model-frame points and ``(P, N)`` labels, as ``click_map`` takes them.
+        previous: ``(P, 1, grid, grid)`` logits, or None.
+        grid, img_size, sigma: as ``click_map`` takes them (``sigma`` None: no click map).
+
+    Returns:
+        ``(P, 1, grid, grid)``, or None (no mask prompt: SAM's learnt "no mask" embedding).
+    """
+    if sigma is None:
+        return previous
+    clicks = click_map(coords, labels, grid, img_size, sigma)
+    return clicks if previous is None else clicks + previous
 
 
 def predict_masks_paired(
@@ -236,7 +265,8 @@ class PromptableSam(nn.Module):
         return to_model_frame_torch(coords, original_size, self.img_size)
 
     def decode_candidates(
-        self, features: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, original_size: tuple[int, int]
+        self, features: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, original_size: tuple[int, int],
+        mask_input: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Every decoder output for P (embedding, prompt) pairs, the prompts used exactly as given.
 
@@ -246,16 +276,19 @@ class PromptableSam(nn.Module):
             labels: int ``(P, N)``; -1 here is SAM's "not a point" token, which the decoder attends
                 to (``decode`` drops such padding; pretraining keeps its recipe's padding).
             original_size: ``(H, W)`` of the images.
+            mask_input: ``(P, 1, 4E, 4E)`` low-resolution logits of an earlier decode (SAM's mask
+                prompt, as ``SamPredictor``'s ``mask_input``), or None. The tiny SAM, whose mask
+                prompt carries its clicks, gets their sum (``mask_prompt``).
 
         Returns:
             low-resolution logits ``(P, 1 + 3, 4E, 4E)`` and predicted IoUs ``(P, 4)``: index 0 the
             single-mask output, 1: the three multimask outputs.
         """
         pts = self.to_model_frame(coords, original_size)
-        dense_in = None
-        if self.click_sigma is not None:
-            grid = 4 * self.sam.prompt_encoder.image_embedding_size[0]
-            dense_in = click_map(pts, labels, grid, self.img_size, self.click_sigma)
+        grid = 4 * self.sam.prompt_encoder.image_embedding_size[0]
+        if mask_input is not None and tuple(mask_input.shape[1:]) != (1, grid, grid):
+            raise InputError(f"mask_input must be low-resolution logits (P, 1, {grid}, {grid}), got {tuple(mask_input.shape)}")
+        dense_in = mask_prompt(pts, labels, mask_input, grid, self.img_size, self.click_sigma)
         # boxes=None: the prompt encoder appends its one padding point, as SamPredictor does
         sparse, dense = self.sam.prompt_encoder(points=(pts, labels), boxes=None, masks=dense_in)
         return predict_masks_paired(self.sam.mask_decoder, features, self.sam.prompt_encoder.get_dense_pe(), sparse, dense)
@@ -267,6 +300,7 @@ class PromptableSam(nn.Module):
         labels: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
         mask_rule: str | None = None,
         full_size: bool = True,
+        mask_input: torch.Tensor | None = None,
     ) -> MaskOutput:
         """Masks for one prompt per embedded image, each decoded with exactly its own points.
 
@@ -285,6 +319,8 @@ class PromptableSam(nn.Module):
             mask_rule: one of ``MASK_RULES``; default the model's ``mask_rule``.
             full_size: upsample the selected mask to the original size (False: ``logits`` stays at
                 the decoder's low resolution, cheaper for training at low resolution).
+            mask_input: ``(B, 1, 4E, 4E)`` the low-resolution logits of each image's previous decode
+                (``MaskOutput.selected_low_res``), fed back as SAM's mask prompt; None: no mask prompt.
 
         Returns:
             ``MaskOutput``.
@@ -297,6 +333,8 @@ class PromptableSam(nn.Module):
         prompts = split_prompts(coords, labels, dev)
         if len(prompts) != feats.shape[0]:
             raise InputError(f"need one prompt per image: {feats.shape[0]} embeddings, {len(prompts)} prompts")
+        if mask_input is not None and mask_input.shape[0] != feats.shape[0]:
+            raise InputError(f"need one mask_input per image: {feats.shape[0]} embeddings, {mask_input.shape[0]} masks")
         groups: dict[int, list[int]] = {}
         for i, (c, _) in enumerate(prompts):
             groups.setdefault(int(c.shape[0]), []).append(i)
@@ -304,7 +342,8 @@ class PromptableSam(nn.Module):
         for idx in groups.values():
             c = torch.stack([prompts[i][0] for i in idx])
             lab = torch.stack([prompts[i][1] for i in idx])
-            low, iou = self.decode_candidates(feats[idx], c, lab, embedding.original_size)
+            masks_in = None if mask_input is None else mask_input[idx].to(dev, torch.float32)
+            low, iou = self.decode_candidates(feats[idx], c, lab, embedding.original_size, masks_in)
             lows.append(low)
             ious.append(iou)
             order.extend(idx)
