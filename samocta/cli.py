@@ -144,12 +144,18 @@ def _predict(args: argparse.Namespace) -> int:
         raise PredictError(f"--fov-mm is the scans' width in mm, above 0 and at most 50; got {args.fov_mm}")
     if not 0 < args.threshold < 1:
         raise PredictError(f"--threshold must lie between 0 and 1, got {args.threshold}")
+    if not 0 <= args.review_rate <= 1:
+        raise PredictError(f"--review-rate is the share of the scans flagged for review, 0 to 1; got {args.review_rate}")
     model = load_model(args.adapter, args.checkpoint, args.device)
     print(f"segmenting {model.task} in {args.input} with {args.adapter} ({args.prompts} prompts) into {args.out}", file=sys.stderr)
     table = predict_scans(model, args.input, args.out, args.prompts, ids=ids, fov=args.fov, threshold=args.threshold,
-                          overwrite=args.overwrite, progress=not args.quiet, fov_mm=args.fov_mm)
+                          overwrite=args.overwrite, progress=not args.quiet, fov_mm=args.fov_mm, review_rate=args.review_rate)
     task = model.task
     print(f"wrote {len(table)} {task} mask(s) and overlays to {args.out}, measurements to {args.out}/measurements.csv")
+    flagged = table[table["review"]]
+    if len(flagged):
+        print(f"to review (the {len(flagged)} of lowest quality, --review-rate {args.review_rate}): "
+              + ", ".join(f"{sid} ({q:.2f})" for sid, q in zip(flagged["id"], flagged["quality"])))
     return 0
 
 
@@ -328,6 +334,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threshold", type=float, default=0.5, help="probability threshold; default: 0.5")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N; default: auto")
     p.add_argument("--out", required=True, help="output folder: <GT folder>/<id>.png masks (0/255), overlays/, measurements.csv")
+    p.add_argument("--review-rate", type=float, default=0.1,
+                   help="the share of the scans flagged review=True in measurements.csv, those of lowest quality "
+                        "(agreement of the mask with its mirrored and other-prompt variations); default: 0.1")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_predict)

@@ -27,10 +27,13 @@ from samocta.errors import InputError, SamOctaError
 
 if TYPE_CHECKING:
     import pandas as pd
+    import torch
 
     from samocta.model import LoRASam, PromptableSam
 
 PROMPTS = ("none", "auto")
+# the measurement given an interval over the quality variations, per task (the first present)
+INTERVAL_MEASURES = ("faz_area_mm2", "faz_area_px", "area_density_pct")
 Points = tuple[np.ndarray, np.ndarray]  # coords float32 (N, 2) (x, y), pixel centres at i + 0.5; labels int (N,)
 
 
@@ -57,6 +60,27 @@ def load_model(adapter: str | os.PathLike, checkpoint: str | None = None, device
             checkpoint = TrainConfig.from_json(folds[0] / runs.CONFIG).checkpoint
     model = LoRASam.from_adapter(path, checkpoint)
     return model.to(resolve_device(device)).eval()
+
+
+def decode_prompt(model: "PromptableSam", resampling, embeddings: list, prompt: "str | Points",
+                  rng: np.random.Generator) -> "torch.Tensor":
+    """One scan's logits ``(1, 1, H, W)`` for one way of prompting it, from its view embeddings
+    (``samocta.views.scan_views``): "none", "auto" (the recipe evaluate scores "auto" with) or clicked
+    points ``(coords, labels)``, decoded one after another as the click canvas decodes them
+    (``samocta.clicks.ClickSession``). The one decode of ``predict`` and of its quality check."""
+    from samocta.clicks import ClickSession
+    from samocta.evaluate import decode_auto, prompt_specs
+    from samocta.views import decode_points
+
+    if isinstance(prompt, str) and prompt == "auto":
+        spec = prompt_specs(getattr(model, "task", None), ["auto"])["auto"]
+        return decode_auto(model, resampling, embeddings, spec, rng)[2]
+    if isinstance(prompt, str) and prompt == "none":
+        return decode_points(model, resampling, embeddings, np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
+    coords, labels = prompt
+    if np.asarray(labels).size == 0:
+        return decode_points(model, resampling, embeddings, coords, labels)
+    return ClickSession(model, resampling, embeddings).decode(coords, labels)
 
 
 def predict(
@@ -90,8 +114,7 @@ def predict(
     """
     import torch
 
-    from samocta.clicks import ClickSession
-    from samocta.evaluate import decode_auto, decode_points, prompt_specs, scan_views
+    from samocta.evaluate import scan_views
     from samocta.model.promptable import binarize
 
     single = isinstance(images, np.ndarray) and images.ndim == 3
@@ -109,15 +132,8 @@ def predict(
             if image.ndim != 3 or image.shape[-1] != 3:
                 raise InputError(f"images must be (H, W, 3) uint8, got {image.shape} for image {i}")
             resampling, embeddings = scan_views(model, image, sizes[i], f"image {i} ({image.shape[1]} x {image.shape[0]} px)")
-            if prompts == "auto":  # the recipe evaluate scores "auto" with
-                spec = prompt_specs(getattr(model, "task", None), ["auto"])["auto"]
-                logits = decode_auto(model, resampling, embeddings, spec, np.random.default_rng([seed, i]))[2]
-            elif prompts == "none":
-                logits = decode_points(model, resampling, embeddings, np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
-            else:  # clicked points are decoded one after another, as the click canvas decoded them
-                coords, labels = prompts[i]
-                logits = (ClickSession(model, resampling, embeddings).decode(coords, labels) if np.asarray(labels).size
-                          else decode_points(model, resampling, embeddings, coords, labels))
+            how = prompts if isinstance(prompts, str) else prompts[i]
+            logits = decode_prompt(model, resampling, embeddings, how, np.random.default_rng([seed, i]))
             masks.append(binarize(logits, threshold)[0])
     if single:
         return masks[0]
@@ -267,6 +283,8 @@ def predict_scans(
     overwrite: bool = False,
     progress: bool = True,
     fov_mm: float | None = None,
+    review_rate: float = 0.1,
+    seed: int = 0,
 ) -> "pd.DataFrame":
     """What ``python -m samocta predict`` does: every scan of ``source`` segmented, its mask and overlay
     written under ``out`` (``write_outputs``), and ``out/measurements.csv`` (``samocta.measure``).
@@ -284,9 +302,13 @@ def predict_scans(
         ids: the subjects (default all); fov: the part of an OCTA-500 tree (default: the adapter's
             when the tree has it); fov_mm: a folder's scan width in mm.
         overwrite: replace existing outputs (otherwise refused).
+        review_rate: the share of the scans flagged ``review`` (lowest quality first; ``samocta.quality``).
+        seed: of the automatic prompts' draws.
 
     Returns:
-        the measurements table, one row per subject.
+        the measurements table, one row per subject: its measurements, an interval of the headline
+        one over the quality variations (``faz_area_mm2_low`` / ``_high``, or the vessels' area
+        density), ``predicted_iou``, ``agreement``, ``quality`` and ``review``.
     """
     import pandas as pd
     from tqdm.auto import tqdm
@@ -295,6 +317,7 @@ def predict_scans(
     from samocta.data.octa500 import octa500_fovs
     from samocta.files import atomic_write_csv
     from samocta.measure import FOV_MM_HINT, measure, measure_pixels
+    from samocta.quality import interval, review_flags, scan_quality
     from samocta.resample import frame_of, plan_resampling
 
     task, trained_fov = model.task, model.trained_with.get("fov")
@@ -304,6 +327,8 @@ def predict_scans(
         fov = trained_fov
     out = Path(out)
     channels = adapter_channels(model)
+    if not 0 <= review_rate <= 1:
+        raise PredictError(f"--review-rate is the share of the scans flagged for review, 0 to 1; got {review_rate}")
     scans = read_scans(source, fov, ids, fov_mm, channels)
     outputs = [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{scan.id}.png" for scan in scans)]
     clash = [path for path in outputs if path.exists()]
@@ -317,19 +342,29 @@ def predict_scans(
         print(f"note: {FOV_MM_HINT}; the scans are measured in pixels", file=sys.stderr)
     names = parse_channels(channels)
     rows = []
-    for scan in tqdm(scans, desc=f"predict {task} ({prompts})", disable=not progress):
+    for i, scan in enumerate(tqdm(scans, desc=f"predict {task} ({prompts})", disable=not progress)):
         if prompts in PROMPTS:
-            mask, used = predict(model, scan.image, prompts, threshold, pixel_um=scan.pixel_um), prompts
+            how, used = prompts, prompts
         elif scan.id in clicks:
-            mask = predict(model, scan.image, [clicks[scan.id]], threshold, pixel_um=scan.pixel_um)
-            used = f"clicked ({len(clicks[scan.id][1])} points)"
+            how, used = clicks[scan.id], f"clicked ({len(clicks[scan.id][1])} points)"
         else:
-            mask, used = predict(model, scan.image, "none", threshold, pixel_um=scan.pixel_um), "none (no clicks for this subject)"
+            how, used = "none", "none (no clicks for this subject)"
+        # the mask predict gives, and the variations its quality is read from (samocta.quality)
+        checked = scan_quality(model, scan.image, how, scan.pixel_um, threshold, (seed, 0))
+        mask = checked.mask
         write_outputs(out, scan.id, task, scan.image, mask, names)
-        measures = measure(mask, task, scan.fov_mm) if scan.fov_mm is not None else measure_pixels(mask, task)
+
+        def measured(m: np.ndarray, scan=scan) -> dict:
+            return measure(m, task, scan.fov_mm) if scan.fov_mm is not None else measure_pixels(m, task)
+
+        measures = measured(mask)
+        key = next(k for k in INTERVAL_MEASURES if k in measures)
+        low, high = interval(measured, checked, key)
         rows.append({"id": scan.id, "task": task, "size": f"{scan.image.shape[0]}x{scan.image.shape[1]}",
                      "pixel_um": scan.pixel_um, "channels": channels_label(names), "shown": plans[scan.id].describe(),
-                     "prompts": used, **measures})
+                     "prompts": used, **measures, f"{key}_low": low, f"{key}_high": high,
+                     "predicted_iou": checked.predicted_iou, "agreement": checked.agreement, "quality": checked.quality})
     table = pd.DataFrame(rows)
+    table["review"] = review_flags(table["quality"], review_rate)
     atomic_write_csv(table, out / "measurements.csv", index=False)
     return table

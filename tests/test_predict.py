@@ -195,3 +195,60 @@ def test_predict_names_missing_projections_and_bare_adapters(run, tmp_path, caps
                  "--out", str(tmp_path / "o2"), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "lacks ['rank', 'alpha', 'dropout', 'train_decoder', 'mask_rule', 'task']" in err
+
+
+def test_predict_writes_a_quality_and_flags_the_lowest_share_for_review(run, tmp_path, capsys):
+    root, result = run
+    out = tmp_path / "q"
+    assert main(["predict", "--adapter", str(root / "run"), "--input", str(root / "data"), "--out", str(out),
+                 "--review-rate", "0.25", "--quiet"]) == 0
+    table = pd.read_csv(out / "measurements.csv")
+    for column in ("predicted_iou", "agreement", "quality", "review", "faz_area_mm2_low", "faz_area_mm2_high"):
+        assert column in table.columns, column
+    assert table["review"].sum() == round(0.25 * len(table))
+    assert table.loc[table["review"], "quality"].max() <= table.loc[~table["review"], "quality"].min()
+    assert ((table["faz_area_mm2_low"] <= table["faz_area_mm2"]) & (table["faz_area_mm2"] <= table["faz_area_mm2_high"])).all()
+    assert table["agreement"].between(0, 1).all() and table["predicted_iou"].notna().all()
+    assert "to review" in capsys.readouterr().out
+    assert main(["predict", "--adapter", str(root / "run"), "--input", str(root / "data"), "--out", str(tmp_path / "r"),
+                 "--review-rate", "2"]) == 1
+    assert "--review-rate" in capsys.readouterr().err
+
+
+def test_calibration_catches_the_worst_masks_a_score_ranks_last():
+    from samocta.quality import calibrate, review_flags
+
+    dice = np.linspace(0.5, 0.95, 20)
+    perfect = calibrate(dice + 0.01, dice, review_rate=0.1)
+    assert perfect["spearman"] == pytest.approx(1.0) and perfect["caught"] == 1.0 and perfect["n_review"] == 2
+    reversed_ = calibrate(-dice, dice, review_rate=0.1)
+    assert reversed_["spearman"] == pytest.approx(-1.0) and reversed_["caught"] == 0.0
+    assert review_flags([0.9, 0.2, 0.5, 0.95], 0.5).tolist() == [False, True, True, False]
+
+
+def test_evaluate_clicks_writes_curves_and_noc_and_agrees_with_the_session(run, capsys):
+    from samocta import runs
+    from samocta.clicks import click_curve
+    from samocta.data import Split
+    from samocta.evaluate import scan_views
+    from samocta.predict import load_model
+    from samocta.prompts import fixed_rng
+
+    root, result = run
+    assert main(["evaluate", "--run", str(result.run_dir), "--modes", "clicks", "--max-clicks", "3", "--part", "val",
+                 "--quiet"]) == 0
+    printed = capsys.readouterr().out
+    assert "NoC@85" in printed and "not reached" in printed
+    curves = pd.read_csv(runs.clicks(result.run_dir, "val"))
+    summary = pd.read_csv(runs.click_summary(result.run_dir, "val"))
+    val = Split.from_json(result.run_dir / "split.json").val
+    assert sorted(set(curves["id"].astype(str))) == sorted(map(str, val)) and set(curves["click"]) == {0, 1, 2, 3}
+    assert summary["n_subjects"].iloc[0] == len(val) and not curves["feedback"].iloc[0]  # the tiny SAM: no feedback
+    model = load_model(result.run_dir)
+    sample = OCTA500(root / "data", "3M").load(val[0])
+    resampling, embeddings = scan_views(model, sample.image, sample.pixel_um, "x")
+    curve = click_curve(model, resampling, embeddings, sample.labels["FAZ"], 3, rng=fixed_rng(0, sample.id))
+    mine = curves[curves["id"].astype(str) == str(val[0])].sort_values("click")["dice"].to_numpy()
+    np.testing.assert_allclose(mine, curve.dice)
+    assert main(["evaluate", "--run", str(result.run_dir), "--max-clicks", "3"]) == 1
+    assert "add clicks to --modes" in capsys.readouterr().err

@@ -1,0 +1,162 @@
+"""When to trust a mask nobody has labelled: a quality score per scan, its review flag, and its calibration.
+
+Two signals cost little beyond the prediction itself:
+
+- **predicted IoU**: what SAM's decoder says of its own prompt-free mask (its IoU head), averaged over
+  the scan's views;
+- **agreement**: how far the mask survives cheap variations: the same prompts on the mirrored scan
+  (mask mirrored back) and the other label-free way of prompting it ("none" <-> "auto"; clicked
+  points: "none"). The mean Dice of the mask with each variation.
+
+``QUALITY_SCORE`` names the one ``predict`` reports as ``quality``, chosen on held-out labelled
+synthetic subjects by ``calibrate`` (rank correlation with the true Dice, share of the worst masks
+caught at a 10 % review rate; ``benchmarks/bench_clicks.py``, figures in ``benchmarks/RESULTS.md``).
+The ``review`` flag marks the lowest-quality share of the scans of one prediction run
+(``review_flags``, default ``REVIEW_RATE``): a fixed threshold would not carry over, since the
+agreement a good vessel mask reaches is lower than a good FAZ's. The variations also give the
+measurements an interval (their lowest and highest value), e.g. the FAZ area in ``measurements.csv``.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+import torch
+
+from samocta.errors import InputError
+
+if TYPE_CHECKING:
+    from samocta.model import PromptableSam
+
+QUALITY_SIGNALS = ("agreement", "predicted_iou")
+QUALITY_SCORE = "agreement"
+"""The signal reported as ``quality`` (the better of ``QUALITY_SIGNALS`` on held-out subjects)."""
+REVIEW_RATE = 0.1
+"""The share of a run's scans flagged for review by default (the lowest quality first)."""
+
+
+@dataclass
+class ScanQuality:
+    """One scan's prediction and what it says of itself.
+
+    Attributes:
+        mask: bool ``(H, W)``, the prediction (as ``predict`` gives it).
+        predicted_iou: the decoder's predicted IoU of the prompt-free mask, mean over views.
+        agreement: mean Dice of ``mask`` with each of ``variations``.
+        variations: name -> bool ``(H, W)``: "mirrored" and "none" or "auto".
+    """
+
+    mask: np.ndarray
+    predicted_iou: float
+    agreement: float
+    variations: dict[str, np.ndarray]
+
+    @property
+    def quality(self) -> float:
+        return float(getattr(self, QUALITY_SCORE))
+
+
+@torch.inference_mode()
+def scan_quality(
+    model: "PromptableSam",
+    image: np.ndarray,
+    prompt="none",
+    pixel_um: float | None = None,
+    threshold: float = 0.5,
+    rng_seed: Sequence[int] = (0, 0),
+) -> ScanQuality:
+    """The prediction for one scan and its quality signals.
+
+    Args:
+        model: a ``PromptableSam``/``LoRASam``.
+        image: uint8 ``(H, W, 3)``.
+        prompt: "none", "auto", or clicked ``(coords (N, 2) (x, y), labels (N,))`` (pixel centres at ``i + 0.5``).
+        pixel_um: the scan's pixel size (as ``predict`` takes it).
+        threshold: on probabilities.
+        rng_seed: the automatic prompts' generator seed (``predict`` uses ``(seed, i)``).
+    """
+    from samocta.evaluate import AutoPromptFallback
+    from samocta.metrics import dice
+    from samocta.model.promptable import binarize
+    from samocta.predict import decode_prompt
+    from samocta.views import scan_views
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise InputError(f"images must be (H, W, 3) uint8, got {image.shape}")
+    width = image.shape[1]
+    model.eval()
+    where = f"the scan ({image.shape[1]} x {image.shape[0]} px)"
+    resampling, embeddings = scan_views(model, image, pixel_um, where)
+
+    def run(how, views, embs):
+        return binarize(decode_prompt(model, views, embs, how, np.random.default_rng(list(rng_seed))), threshold)[0]
+
+    mask = run(prompt, resampling, embeddings)
+    if isinstance(prompt, str):
+        mirrored_prompt = prompt
+    else:
+        coords, labels = prompt
+        coords = np.asarray(coords, np.float32).reshape(-1, 2).copy()
+        coords[:, 0] = width - coords[:, 0]
+        mirrored_prompt = (coords, labels)
+    flipped = np.ascontiguousarray(image[:, ::-1])
+    f_resampling, f_embeddings = scan_views(model, flipped, pixel_um, where)
+    variations = {"mirrored": run(mirrored_prompt, f_resampling, f_embeddings)[:, ::-1]}
+    other = "auto" if isinstance(prompt, str) and prompt == "none" else "none"
+    with warnings.catch_warnings():  # a variation falling back to the prompt-free mask is not the user's result
+        warnings.simplefilter("ignore", AutoPromptFallback)
+        variations[other] = run(other, resampling, embeddings)
+    ious = []
+    for embedding in embeddings:
+        out = model.decode_unprompted(embedding)
+        ious.append(float(out.iou[0, out.selected[0]]))
+    agreement = float(np.mean([dice(mask, v) for v in variations.values()]))
+    return ScanQuality(mask, float(np.mean(ious)), agreement, variations)
+
+
+def interval(measure_of, quality: ScanQuality, key: str) -> tuple[float, float]:
+    """The lowest and highest ``measure_of(mask)[key]`` over the mask and its variations."""
+    values = [measure_of(m)[key] for m in (quality.mask, *quality.variations.values())]
+    return float(np.nanmin(values)), float(np.nanmax(values))
+
+
+def review_flags(quality: Sequence[float], rate: float = REVIEW_RATE) -> np.ndarray:
+    """bool ``(N,)``: the ``round(rate * N)`` scans of lowest quality (ties: the earlier scan first)."""
+    if not 0 <= rate <= 1:
+        raise InputError(f"--review-rate is a share of the scans, 0 to 1; got {rate}")
+    quality = np.asarray(quality, np.float64)
+    flags = np.zeros(len(quality), bool)
+    flags[np.argsort(quality, kind="stable")[: int(round(rate * len(quality)))]] = True
+    return flags
+
+
+def calibrate(score: Sequence[float], true_dice: Sequence[float], review_rate: float = 0.1) -> dict[str, float]:
+    """How well a quality score tells good masks from bad on labelled subjects.
+
+    Args:
+        score: per subject, higher = more trusted.
+        true_dice: per subject, against the label.
+        review_rate: the share of subjects sent to review (the lowest scores).
+
+    Returns:
+        ``spearman`` (rank correlation of score and Dice), ``caught`` (the share of the worst
+        ``review_rate`` masks by true Dice that the lowest ``review_rate`` scores flag), ``n_review``
+        (how many that is), ``threshold`` (the score at that rate) and ``n``.
+    """
+    from scipy.stats import spearmanr
+
+    score, true_dice = np.asarray(score, np.float64), np.asarray(true_dice, np.float64)
+    if score.shape != true_dice.shape or score.ndim != 1 or len(score) < 3:
+        raise InputError(f"calibration needs one score per subject's Dice, at least 3; got {score.shape} and {true_dice.shape}")
+    if not 0 < review_rate < 1:
+        raise InputError(f"the review rate lies between 0 and 1, got {review_rate}")
+    k = max(1, int(round(review_rate * len(score))))
+    flagged = set(np.argsort(score, kind="stable")[:k].tolist())
+    worst = set(np.argsort(true_dice, kind="stable")[:k].tolist())
+    rho = spearmanr(score, true_dice).statistic if np.ptp(score) > 0 and np.ptp(true_dice) > 0 else float("nan")
+    return {"spearman": float(rho), "caught": len(flagged & worst) / k, "n_review": k,
+            "threshold": float(np.sort(score)[k - 1]), "n": int(len(score))}
