@@ -140,6 +140,25 @@ def decode_auto(model: "PromptableSam", resampling: Resampling, embeddings: list
     return coords, labels, resampling.merge(outs)
 
 
+def decode_prompt(model: "PromptableSam", resampling, embeddings: list, prompt: "str | tuple[np.ndarray, np.ndarray]",
+                  rng: np.random.Generator) -> torch.Tensor:
+    """One scan's logits ``(1, 1, H, W)`` for one way of prompting it, from its view embeddings
+    (``samocta.views.scan_views``): "none", "auto" (the recipe evaluate scores "auto" with) or clicked
+    points ``(coords, labels)``, decoded one after another as the click canvas decodes them
+    (``samocta.clicks.ClickSession``). The one decode of ``predict`` and of its quality check."""
+    from samocta.clicks import ClickSession
+
+    if isinstance(prompt, str) and prompt == "auto":
+        spec = prompt_specs(getattr(model, "task", None), ["auto"])["auto"]
+        return decode_auto(model, resampling, embeddings, spec, rng)[2]
+    if isinstance(prompt, str) and prompt == "none":
+        return decode_points(model, resampling, embeddings, np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
+    coords, labels = prompt
+    if np.asarray(labels).size == 0:
+        return decode_points(model, resampling, embeddings, coords, labels)
+    return ClickSession(model, resampling, embeddings).decode(coords, labels)
+
+
 @torch.inference_mode()
 def predict_modes(
     model: "PromptableSam", sample: "Sample", task: str, specs: Mapping[str, PromptSpec], seed: int = 0, threshold: float = 0.5

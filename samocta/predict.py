@@ -27,7 +27,6 @@ from samocta.errors import InputError, SamOctaError
 
 if TYPE_CHECKING:
     import pandas as pd
-    import torch
 
     from samocta.model import LoRASam, PromptableSam
 
@@ -62,27 +61,6 @@ def load_model(adapter: str | os.PathLike, checkpoint: str | None = None, device
     return model.to(resolve_device(device)).eval()
 
 
-def decode_prompt(model: "PromptableSam", resampling, embeddings: list, prompt: "str | Points",
-                  rng: np.random.Generator) -> "torch.Tensor":
-    """One scan's logits ``(1, 1, H, W)`` for one way of prompting it, from its view embeddings
-    (``samocta.views.scan_views``): "none", "auto" (the recipe evaluate scores "auto" with) or clicked
-    points ``(coords, labels)``, decoded one after another as the click canvas decodes them
-    (``samocta.clicks.ClickSession``). The one decode of ``predict`` and of its quality check."""
-    from samocta.clicks import ClickSession
-    from samocta.evaluate import decode_auto, prompt_specs
-    from samocta.views import decode_points
-
-    if isinstance(prompt, str) and prompt == "auto":
-        spec = prompt_specs(getattr(model, "task", None), ["auto"])["auto"]
-        return decode_auto(model, resampling, embeddings, spec, rng)[2]
-    if isinstance(prompt, str) and prompt == "none":
-        return decode_points(model, resampling, embeddings, np.zeros((0, 2), np.float32), np.zeros(0, np.int64))
-    coords, labels = prompt
-    if np.asarray(labels).size == 0:
-        return decode_points(model, resampling, embeddings, coords, labels)
-    return ClickSession(model, resampling, embeddings).decode(coords, labels)
-
-
 def predict(
     model: "PromptableSam",
     images: np.ndarray | Sequence[np.ndarray],
@@ -114,7 +92,7 @@ def predict(
     """
     import torch
 
-    from samocta.evaluate import scan_views
+    from samocta.evaluate import decode_prompt, scan_views
     from samocta.model.promptable import binarize
 
     single = isinstance(images, np.ndarray) and images.ndim == 3

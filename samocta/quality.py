@@ -78,10 +78,9 @@ def scan_quality(
         threshold: on probabilities.
         rng_seed: the automatic prompts' generator seed (``predict`` uses ``(seed, i)``).
     """
-    from samocta.evaluate import AutoPromptFallback
+    from samocta.evaluate import AutoPromptFallback, decode_prompt
     from samocta.metrics import dice
     from samocta.model.promptable import binarize
-    from samocta.predict import decode_prompt
     from samocta.views import scan_views
 
     image = np.asarray(image)
@@ -105,11 +104,11 @@ def scan_quality(
         mirrored_prompt = (coords, labels)
     flipped = np.ascontiguousarray(image[:, ::-1])
     f_resampling, f_embeddings = scan_views(model, flipped, pixel_um, where)
-    variations = {"mirrored": run(mirrored_prompt, f_resampling, f_embeddings)[:, ::-1]}
     other = "auto" if isinstance(prompt, str) and prompt == "none" else "none"
     with warnings.catch_warnings():  # a variation falling back to the prompt-free mask is not the user's result
         warnings.simplefilter("ignore", AutoPromptFallback)
-        variations[other] = run(other, resampling, embeddings)
+        variations = {"mirrored": run(mirrored_prompt, f_resampling, f_embeddings)[:, ::-1],
+                      other: run(other, resampling, embeddings)}
     ious = []
     for embedding in embeddings:
         out = model.decode_unprompted(embedding)
