@@ -108,13 +108,29 @@ def test_clicks_on_the_rendered_page_decode_in_the_browser_as_python_does(page, 
     features = torch.from_numpy(np.fromfile(embedding_file, dtype="<f4").reshape(1, -1, *model.sam.prompt_encoder.image_embedding_size))
     height = width = int(round(np.sqrt(len(shown["bits"]))))
     embedding = Embedding(features, resized_shape((height, width), model.img_size), (height, width))
-    with torch.no_grad():
-        expected = model.eval().decode(embedding, [points[:, :2].astype(np.float32)], [points[:, 2].astype(np.int64)]).masks()[0]
+    # the page decodes clicks one after another as the kernel's ClickSession does (the previous logits fed back
+    # where the model was trained so)
+    from samocta.clicks import ClickSession
+    from samocta.model.promptable import binarize
+    from samocta.resample import plan_resampling
+
+    session = ClickSession(model.eval(), plan_resampling((height, width), None, None), [embedding])
+    expected = binarize(session.decode(points[:, :2].astype(np.float32), points[:, 2].astype(np.int64)))[0]
     got = np.asarray(shown["bits"], bool).reshape(height, width)
     iou = (got & expected).sum() / max((got | expected).sum(), 1)
     print(f"browser vs torch mask IoU {iou:.4f}; click to mask {latencies} ms")
     assert expected.sum() > 0 and iou >= 0.99, iou
     assert max(latencies) <= 100, latencies
+    # Undo: the page keeps each click's decode, so the mask of the first three points comes back without a decode
+    before = int(root.get_attribute("data-decodes"))
+    page.locator(".samocta-click-button", has_text="Undo").click()
+    page.wait_for_function(f"Number(document.querySelector('.samocta-click').dataset.decodes) > {before}", timeout=30_000)
+    undone = page.evaluate("() => { const m = document.querySelector('.samocta-click').samoctaMask;"
+                           " return {bits: Array.from(m.bits), steps: document.querySelector('.samocta-click').dataset.stepsDecoded}; }")
+    assert undone["steps"] == "0"
+    again = binarize(session.decode(points[:3, :2].astype(np.float32), points[:3, 2].astype(np.int64)))[0]
+    got = np.asarray(undone["bits"], bool).reshape(height, width)
+    assert (got & again).sum() / max((got | again).sum(), 1) >= 0.99
 
 
 PAGES = [f"notebooks/{c}" for c in CHAPTERS] + ["book/intro", "book/method", "book/gpu", "book/results", "book/references"]
