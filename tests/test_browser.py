@@ -65,6 +65,17 @@ def _accept_dialogs(page, seen: list[str]) -> None:
             page.wait_for_timeout(250)
 
 
+def _start_session(base: str, token: str, notebook: str) -> None:
+    """Start the notebook's kernel through the server's REST API, so that the page finds a session and
+    connects to its kernel instead of asking which kernel to start (a chooser that can come up late,
+    or again, and swallow the Run menu's click)."""
+    body = json.dumps({"path": notebook, "name": notebook, "type": "notebook", "kernel": {"name": "python3"}}).encode()
+    request = urllib.request.Request(f"{base}/api/sessions?token={token}", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as r:
+        assert r.status in (200, 201), r.status
+
+
 def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
@@ -72,8 +83,14 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
     shutil.copy(NOTEBOOK, tmp_path / NOTEBOOK.name)
     log = tmp_path / "points.json"
     port, token = _free_port(), secrets.token_hex(16)
+    # the notebook starts its own kernel (python3, as its metadata says) instead of asking: the chooser comes
+    # up only now and then, late, and accepting it mid-run starts a second kernel that loses the first's cells
+    settings = tmp_path / "lab-settings"
+    (settings / "@jupyterlab" / "notebook-extension").mkdir(parents=True)
+    (settings / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"autoStartDefaultKernel": True}))
     env = {**os.environ, "SAMOCTA_PROMPT_LOG": str(log), "SAMOCTA_WORKDIR": str(tmp_path / "work"),
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+           "MPLBACKEND": "module://matplotlib_inline.backend_inline", "JUPYTERLAB_SETTINGS_DIR": str(settings)}
     lab = subprocess.Popen(
         [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
          f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={tmp_path}", "--allow-root",
@@ -82,6 +99,7 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
     )
     try:
         _wait_status(f"http://127.0.0.1:{port}/api/status?token={token}")
+        _start_session(f"http://127.0.0.1:{port}", token, NOTEBOOK.name)
         with playwright.sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=CHROMIUM, headless=True,
@@ -130,12 +148,23 @@ def test_clicks_in_jupyterlab_reach_the_kernel(tmp_path):
             except Exception:
                 page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
                 outputs = page.locator(".jp-OutputArea-output").all_inner_texts()
+                prompts = page.locator(".jp-InputArea-prompt").all_inner_texts()
+                status = page.locator(".jp-StatusBar-Widget").all_inner_texts()
                 raise AssertionError(
-                    f"no click canvas; screenshot {tmp_path / 'failure.png'}; dialogs {dialogs}; outputs: {outputs[-4:]}"
+                    f"no click canvas; screenshot {tmp_path / 'failure.png'}; dialogs {dialogs}; prompts {prompts}; "
+                    f"status bar {status}; outputs: {outputs[-4:]}"
                 )
             deadline = time.time() + 120
             while (_points(log) or {}).get("labels") != [1, 0] and time.time() < deadline:
                 time.sleep(0.2)  # the default points reach the file once the figure is drawn
+            # the cells after the canvas run too (the Dice-against-clicks figure): a click made while they
+            # run waits in the kernel's queue, which is not what a click costs; measure on an idle kernel
+            page.wait_for_function(
+                "() => { const p = [...document.querySelectorAll('.jp-CodeCell .jp-InputArea-prompt')]"
+                ".map(e => e.textContent); return p.length > 0 && !p.some(t => t.includes('*'))"
+                " && /\\[\\d+\\]/.test(p[p.length - 1]); }",
+                timeout=180_000,
+            )
             assert _points(log) == {"points": [[152.5, 152.5], [120.5, 152.5]], "labels": [1, 0]}
             canvas.scroll_into_view_if_needed()
             root = page.locator(".samocta-click").first
