@@ -1,7 +1,7 @@
 """What a click is worth and when to trust a mask (issue 29), with the tiny SAM on synthetic 3M OCTA.
 
 Run: .venv/bin/python benchmarks/bench_clicks.py --runs DIR [--held N] [--max-clicks 10]
-DIR holds the book's runs (``make book`` leaves them in _build/work/runs): FAZ-tiny-global (chapter 3),
+DIR holds the book's runs (the ``runs`` folder in the chapters' WORKDIR after ``make book``): FAZ-tiny-global (chapter 3),
 RV-tiny-global-decoder and Artery-tiny-local-decoder (chapter 4), FAZ-tiny-mixed (chapter 6).
 On N held-out synthetic subjects (a seed no run trained on; default 24):
 - corrective clicks (samocta.clicks): Dice at 1/3/5/10 clicks, NoC@85/90, from start "click", with
