@@ -80,10 +80,6 @@ def _evaluate(args: argparse.Namespace) -> int:
     from samocta.metrics import summarize
 
     run = Path(args.run)
-    folds = runs.fold_dirs(run)
-    if not folds:
-        print(f"error: no trained fold under {run} (expected config.json in it or in its fold folders)", file=sys.stderr)
-        return 1
     modes = None if args.modes is None else [m.strip() for m in args.modes.split(",") if m.strip()]
     if modes is not None and (not modes or set(modes) - set(EVAL_MODES + (CLICKS,))):
         print(f"error: --modes must list some of {','.join(EVAL_MODES + (CLICKS,))}, separated by commas; got {args.modes!r}",
@@ -95,6 +91,11 @@ def _evaluate(args: argparse.Namespace) -> int:
         raise SamOctaError("--max-clicks, --click-start and --feedback set the corrective clicks: add clicks to --modes")
     if args.data is None and (args.fov is not None or args.fov_mm is not None):
         raise SamOctaError("--fov and --fov-mm describe the dataset of --data; a run's own data is described by its config")
+    # the options first, then the run: a wrong value is told before anything is looked up
+    folds = runs.fold_dirs(run)
+    if not folds:
+        print(f"error: no trained fold under {run} (expected config.json in it or in its fold folders)", file=sys.stderr)
+        return 1
     feedback = {"auto": None, "on": True, "off": False}[args.feedback]
     scored = [evaluate_run(fold_dir, modes, part=args.part, adapter=args.select, save_masks=args.save_masks,
                            progress=not args.quiet, data=args.data, fov=args.fov, fov_mm=args.fov_mm,
