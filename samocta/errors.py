@@ -49,7 +49,7 @@ def os_error_line(exc: OSError) -> str:
         errno.ENOENT: "check the path",
     }
     hint = hints.get(exc.errno, "check the path and the disk")
-    return f"{what}:{where}; {hint}"
+    return f"{what}{':' + where if where else ''}; {hint}"
 
 
 def exit_status(run: Callable[..., Any], *args: Any, debug: bool = False) -> int:

@@ -68,6 +68,48 @@ def atomic_write_csv(frame: "pd.DataFrame", path: str | os.PathLike, **to_csv: A
     atomic_write_text(path, frame.to_csv(**to_csv))
 
 
+class LinkRefusedError(SamOctaError, OSError):
+    """A file the package would write in place is a symbolic link or not a regular file."""
+
+
+def open_in_place(path: str | os.PathLike, flags: int = os.O_WRONLY | os.O_APPEND) -> int:
+    """Open a file to write in place (append, lock, resume a transfer), never through a link.
+
+    Atomic writes replace a link rather than write through it; a file written in place would follow
+    a link to whatever it points at and overwrite it. So the last path component is opened with
+    ``O_NOFOLLOW``, and anything but a regular file (a FIFO, a device, a folder) is refused as
+    well: without ``O_NONBLOCK`` a FIFO with no reader would block for ever.
+
+    Args:
+        path: the file; created (mode 0o644) if missing.
+        flags: ``os.open`` flags besides ``O_CREAT``, ``O_NOFOLLOW`` and ``O_NONBLOCK``, which are added.
+
+    Returns:
+        the file descriptor, in blocking mode.
+
+    Raises:
+        LinkRefusedError: the path is a symbolic link or not a regular file.
+    """
+    import errno
+    import fcntl
+    import stat
+
+    path = Path(path)
+    try:
+        fd = os.open(path, flags | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK, 0o644)
+    except OSError as exc:
+        if exc.errno in (errno.ELOOP, errno.ENXIO, errno.EISDIR, errno.EMLINK):
+            raise LinkRefusedError(f"{path} is a symbolic link or not a regular file; the package writes only regular files "
+                                   "of its own (a link would be written through): remove it, or choose another folder") from None
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise LinkRefusedError(f"{path} is not a regular file; the package writes only regular files of its own: remove it, "
+                               "or choose another folder")
+    fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+    return fd
+
+
 def append_line(path: str | os.PathLike, line: str) -> None:
     """Append one line to a log (e.g. a training curve), flushed to disk before returning.
 
@@ -76,7 +118,7 @@ def append_line(path: str | os.PathLike, line: str) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as fh:
+    with os.fdopen(open_in_place(path), "a") as fh:
         fh.write(line.rstrip("\n") + "\n")
         fh.flush()
         os.fsync(fh.fileno())
@@ -138,7 +180,7 @@ def folder_lock(folder: str | os.PathLike, what: str) -> Iterator[None]:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = open_in_place(folder / ".lock", os.O_RDWR)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

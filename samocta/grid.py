@@ -29,7 +29,7 @@ from typing import Sequence
 
 from samocta import runs
 from samocta.errors import SamOctaError, exit_status
-from samocta.files import atomic_write_text
+from samocta.files import atomic_write_text, open_in_place
 
 GRID = "grid.json"
 JOB_STATUS = "job.json"  # in a job's fold folder: its last exit status
@@ -247,7 +247,7 @@ def run_grid(out: str | os.PathLike, gpus: Sequence[str] | None = None, workers:
                 if slots[slot] is not None:
                     env["CUDA_VISIBLE_DEVICES"] = slots[slot]
                 Path(job.fold_dir).mkdir(parents=True, exist_ok=True)
-                log = open(Path(job.fold_dir) / JOB_LOG, "a")
+                log = os.fdopen(open_in_place(Path(job.fold_dir) / JOB_LOG), "a")
                 process = subprocess.Popen([*job.command, "--resume", "--quiet"], env=env, stdout=log,
                                            stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent)
                 running[slot] = (job, process, time.perf_counter(), log)

@@ -8,7 +8,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from samocta.files import atomic_write_text, sha256_file
+from samocta.files import atomic_write_text, open_in_place, sha256_file
 from samocta.model.checkpoints import BASE_URL, OFFICIAL, CheckpointError
 
 def cache_dir() -> Path:
@@ -35,7 +35,8 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
                 have = 0
             total = response.headers.get("Content-Length")
             total = int(total) + have if total is not None else None
-            with open(part, "ab" if have else "wb") as fh, tqdm(
+            flags = os.O_WRONLY | (os.O_APPEND if have else os.O_TRUNC)
+            with os.fdopen(open_in_place(part, flags), "ab" if have else "wb") as fh, tqdm(
                 total=total, initial=have, unit="B", unit_scale=True, desc=dest.name, disable=not progress
             ) as bar:
                 got = have
