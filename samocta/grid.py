@@ -35,7 +35,8 @@ GRID = "grid.json"
 JOB_STATUS = "job.json"  # in a job's fold folder: its last exit status
 JOB_LOG = "train.log"  # in a job's fold folder: what its training printed (grid run)
 LOCAL_TASKS = ("Artery", "Vein")  # the paper trains and scores these in local mode as well
-STATES = ("finished", "interrupted", "failed", "pending")
+# "foreign": the job's fold folder holds a run made with other options (another plan's), never counted as the job's
+STATES = ("finished", "interrupted", "failed", "pending", "foreign")
 
 
 class GridError(SamOctaError, ValueError):
@@ -127,35 +128,88 @@ def plan(
                             "--split", split, "--k", str(k), "--fold", str(fold), "--out", str(run_dir), *train_args]
                     jobs.append(Job(len(jobs), f"{task}-{fov}-{mode}-{name}", task, fov, mode, fold, str(run_dir),
                                     str(run_dir / name), args))
+    foreign = [f"{job.fold_dir} ({'; '.join(differ)})" for job in jobs if (differ := foreign_options(job))]
+    if foreign:
+        raise GridError(f"{out} holds runs of another plan, made with other options: {', '.join(foreign[:3])}"
+                        f"{f' and {len(foreign) - 3} more' if len(foreign) > 3 else ''}. Plan into another --out, or "
+                        "move those runs away")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / GRID, json.dumps({"split": split, "k": k, "jobs": [asdict(j) for j in jobs]}, indent=1) + "\n")
     return jobs
 
 
 def load(out: str | os.PathLike) -> list[Job]:
-    """The jobs of the grid planned in ``out``."""
+    """The jobs of the grid planned in ``out``, each checked to train inside ``out`` as its plan says.
+
+    Raises:
+        GridError: no plan, an unreadable one, or a job that would train outside the grid folder or
+            whose command disagrees with its folders (an edited or foreign ``grid.json``).
+    """
     path = Path(out) / GRID
     try:
         raw = json.loads(path.read_text())
-        return [Job(**j) for j in raw["jobs"]]
+        jobs = [Job(**j) for j in raw["jobs"]]
+        if not all(isinstance(j.args, list) and all(isinstance(a, str) for a in j.args) for j in jobs):
+            raise TypeError("a job's args are not a list of strings")
     except FileNotFoundError:
         raise GridError(f"{path} not found: plan the grid first (python -m samocta grid plan ... --out {out})") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise GridError(f"{path}: unreadable grid ({exc}); plan it again") from None
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+        raise GridError(f"{path}: unreadable grid ({str(exc)[:200]}); plan it again") from None
+    root = Path(out).resolve()
+    for job in jobs:
+        run_dir, fold_dir = Path(job.run_dir).resolve(), Path(job.fold_dir).resolve()
+        args = job.args
+        out_arg = args[args.index("--out") + 1] if "--out" in args[:-1] else None
+        if (root not in run_dir.parents or fold_dir.parent != run_dir or not args or args[0] != "train"
+                or out_arg is None or Path(out_arg).resolve() != run_dir or job.index != jobs.index(job)):
+            raise GridError(f"{path}: job {job.index} ({job.id}) would train in {job.fold_dir}, outside {root} or not as "
+                            "its command says; the plan was edited or made elsewhere: plan the grid again")
+    return jobs
+
+
+def job_config(job: Job):
+    """The ``TrainConfig`` a job's command describes."""
+    from samocta.command import parse_train_args, train_config
+
+    return train_config(parse_train_args(job.args[1:]))
+
+
+def foreign_options(job: Job) -> list[str]:
+    """The options in which the run in a job's fold folder was made otherwise than the job says
+    (empty: no run there, or the job's own). The FoV and channels a job leaves to the data are
+    taken as the run recorded them."""
+    from dataclasses import replace
+
+    from samocta.config import config_differences, saved_config
+    from samocta.runs import read_history
+
+    fold = Path(job.fold_dir)
+    if not (fold / runs.CONFIG).exists():
+        return []
+    saved = saved_config(fold)
+    config = job_config(job)
+    config = replace(config, fov=config.fov or saved.fov,
+                     channels=saved.channels if config.channels == "auto" else config.channels)
+    done = len(read_history(fold)) if (fold / runs.HISTORY).exists() else 0
+    return config_differences(saved, config, done)
 
 
 def status(job: Job) -> str:
-    """One of ``STATES``, read from the job's fold folder."""
-    from samocta.config import TrainConfig
+    """One of ``STATES``, read from the job's fold folder: a run there counts as the job's only if it was
+    made with the job's options ("foreign" otherwise)."""
     from samocta.runs import read_history
 
     fold = Path(job.fold_dir)
     try:
+        if foreign_options(job):
+            return "foreign"
         if (fold / runs.HISTORY).exists() and (fold / runs.CONFIG).exists():
-            if len(read_history(fold)) >= TrainConfig.from_json(fold / runs.CONFIG).epochs:
+            if len(read_history(fold)) >= job_config(job).epochs:
                 return "finished"
         record = json.loads((fold / JOB_STATUS).read_text()) if (fold / JOB_STATUS).exists() else {}
-    except (OSError, ValueError, SamOctaError):
+        if not isinstance(record, dict):
+            raise ValueError("not a record")
+    except (OSError, ValueError, SamOctaError, RecursionError):
         return "failed"
     if record.get("exit_code", 0) != 0:
         return "failed"
@@ -301,15 +355,34 @@ def slurm_script(
     Submitting it again (``sbatch``) runs only what is unfinished: a finished job's task returns at once.
 
     Raises:
-        GridError: ``max_parallel`` below 1, or an ``extra`` line that is not an ``#SBATCH`` directive.
+        GridError: ``max_parallel`` or ``cpus`` below 1, a partition, time or account SLURM would not
+            read as one value (a newline in one would add a line to the script), or an ``extra`` line
+            that is not one ``#SBATCH`` directive.
     """
+    import re
+    import shlex
+
     jobs = load(out)
     if max_parallel < 1:
         raise GridError(f"--max-parallel must be at least 1, got {max_parallel}")
-    bad = [line for line in extra if not line.startswith("#SBATCH ")]
+    if cpus < 1:
+        raise GridError(f"--cpus must be at least 1, got {cpus}")
+    # SLURM reads its directives itself (no shell), one per line: a value must be one word of what
+    # SLURM accepts there, or a newline in it would become a line of the script
+    for flag, value, pattern, form in (
+            ("--partition", partition, r"[A-Za-z0-9_.,+-]+", "letters, digits and _.,+- (several separated by commas)"),
+            ("--time", time_limit, r"[0-9]+(-[0-9]+)?(:[0-9]+){0,2}", "minutes, HH:MM:SS or D-HH:MM:SS"),
+            ("--account", account, r"[A-Za-z0-9_.+-]+", "letters, digits and _.+-")):
+        if value is not None and not re.fullmatch(pattern, value):
+            raise GridError(f"{flag} {value!r} is not a SLURM {flag[2:]}: {form}")
+    bad = [line for line in extra if not line.startswith("#SBATCH ") or any(c in line for c in "\n\r\x00")]
     if bad:
-        raise GridError(f"--extra takes '#SBATCH ...' lines, got {bad[0]!r}")
+        raise GridError(f"--extra takes '#SBATCH ...' lines, one per option, got {bad[0]!r}")
     out = Path(out).resolve()
+    python = python or sys.executable
+    for what, text in (("the grid folder", str(out)), ("the Python path", python)):
+        if any(ord(c) < 32 or ord(c) == 127 for c in text):
+            raise GridError(f"{what} {text!r} holds control characters; SLURM cannot take it: plan the grid in another folder")
     lines = [
         "#!/bin/bash",
         "#SBATCH --job-name=samocta-grid",
@@ -323,8 +396,9 @@ def slurm_script(
         *([f"#SBATCH --account={account}"] if account else []),
         *extra,
         "set -euo pipefail",
-        f"# {len(jobs)} jobs planned in {out / GRID}; each array task runs one (finished ones return at once)",
-        f'{python or sys.executable} -m samocta grid job "{out}" --index "$SLURM_ARRAY_TASK_ID"',
+        f"# {len(jobs)} jobs planned in the grid.json beside this script; each array task runs one (finished ones return at once)",
+        # every value quoted for the shell: a folder named $(...) or `...` stays a name
+        f'{shlex.quote(python)} -m samocta grid job {shlex.quote(str(out))} --index "$SLURM_ARRAY_TASK_ID"',
     ]
     (out / "slurm").mkdir(parents=True, exist_ok=True)
     path = out / "grid.sbatch"

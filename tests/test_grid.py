@@ -29,7 +29,7 @@ def data(tmp_path_factory):
 
 def _plan(data: Path, out: Path, tasks: str = "FAZ,RV") -> list[grid.Job]:
     assert main(["grid", "plan", "--tasks", tasks, "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out", str(out),
-                 "--epochs", "2", "--device", "cpu"]) == 0
+                 "--epochs", "2", "--device", "cpu", "--preset", "paper"]) == 0
     return grid.load(out)
 
 
@@ -39,7 +39,7 @@ def test_plan_checks_every_option_before_any_job(data, tmp_path, capsys):
     assert [(j.task, j.mode, j.fold) for j in jobs][:4] == [("FAZ", "global", 0), ("FAZ", "global", 1), ("FAZ", "global", 2),
                                                             ("Artery", "global", 0)]
     assert len(jobs) == 9 and sum(j.mode == "local" for j in jobs) == 3
-    assert jobs[4].args[-4:] == ["--epochs", "2", "--device", "cpu"] and jobs[4].fold_dir.endswith("Artery-3M-global/fold1")
+    assert jobs[4].args[-6:] == ["--epochs", "2", "--device", "cpu", "--preset", "paper"] and jobs[4].fold_dir.endswith("Artery-3M-global/fold1")
     capsys.readouterr()
     for bad, said in ((["--epochs", "0"], "--epochs"), (["--fold", "2"], "--fold"), (["--tasks", "Retina"], "--tasks"),
                       (["--fovs", "6M"], "--data-6m"), (["--no-such-option"], "does not take"),
@@ -59,7 +59,7 @@ def test_slurm_array_runs_one_job_and_a_report_leaves_the_missing_empty(data, tm
     assert directives["array"] == "0-2%2" and directives["gres"] == "gpu:1" and directives["partition"] == "gpu"
     assert directives["time"] == "02:00:00" and directives["account"] == "lab" and directives["mem"] == "32G"
     command = script.strip().splitlines()[-1]
-    assert command.endswith(f'-m samocta grid job "{(tmp_path / "g").resolve()}" --index "$SLURM_ARRAY_TASK_ID"')
+    assert command.endswith(f'-m samocta grid job {(tmp_path / "g").resolve()} --index "$SLURM_ARRAY_TASK_ID"')
     # what array task 1 runs, as SLURM would run it
     env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1"}
     done = subprocess.run(["bash", "-c", command.replace(command.split()[0], sys.executable, 1)], env=env,
@@ -82,6 +82,47 @@ def test_slurm_array_runs_one_job_and_a_report_leaves_the_missing_empty(data, tm
     assert rows.loc[rows["job"] == "FAZ-3M-global-fold1", "dice"].notna().all()
     report = (tmp_path / "g" / "report.md").read_text()
     assert "- FAZ-3M-global-fold0: pending" in report and "1 of 3 jobs finished" in report
+
+
+def test_a_slurm_script_runs_no_shell_code_from_names_or_options(data, tmp_path, capsys):
+    out = tmp_path / "g $(touch PWNED) `touch PWNED2`"
+    _plan(data, out, "FAZ")
+    stub = tmp_path / "python-stub"  # stands for Python: prints the arguments it was given, one per line
+    stub.write_text("#!/bin/bash\nprintf '%s\\n' \"$@\"\n")
+    stub.chmod(0o755)
+    path = grid.slurm_script(out, "gpu", "1-02:00:00", 2, account="lab", python=str(stub))
+    done = subprocess.run(["bash", str(path)], cwd=tmp_path, env={**os.environ, "SLURM_ARRAY_TASK_ID": "0"},
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == ["-m", "samocta", "grid", "job", str(out.resolve()), "--index", "0"]
+    assert not list(tmp_path.glob("PWNED*"))
+    capsys.readouterr()
+    for option, value in (("--partition", "gpu\ntouch PWNED"), ("--time", "1:00$(touch PWNED)"), ("--account", "a b"),
+                          ("--extra", "#SBATCH --mem=1G\ntouch PWNED")):
+        args = ["grid", "slurm", str(out), "--partition", "gpu", "--time", "10", "--max-parallel", "1", option, value]
+        assert main(args) == 1
+        assert option in capsys.readouterr().err
+    assert not list(tmp_path.glob("PWNED*"))
+
+
+def test_a_plan_never_counts_another_plans_runs_nor_trains_outside_its_folder(data, tmp_path, capsys):
+    jobs = _plan(data, tmp_path / "g", "FAZ")
+    assert grid.run_job(tmp_path / "g", 0) == 0 and grid.status(jobs[0]) == "finished"
+    capsys.readouterr()
+    # another plan into the same folder: the finished run was made with other options, not counted as the new job's
+    args = ["grid", "plan", "--tasks", "FAZ", "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out", str(tmp_path / "g"),
+            "--epochs", "2", "--device", "cpu", "--preset", "paper", "--rank", "8"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "another plan" in err and "--rank 4 (now 8)" in err
+    assert grid.load(tmp_path / "g") == jobs  # the old plan stays
+    # a grid.json edited to train elsewhere is refused before anything runs
+    raw = json.loads((tmp_path / "g" / grid.GRID).read_text())
+    raw["jobs"][1]["fold_dir"] = str(tmp_path / "elsewhere" / "fold1")
+    (tmp_path / "g" / grid.GRID).write_text(json.dumps(raw))
+    with pytest.raises(grid.GridError, match="outside"):
+        grid.load(tmp_path / "g")
+    assert not (tmp_path / "elsewhere").exists()
 
 
 @pytest.mark.slow
