@@ -105,6 +105,8 @@ def plan(
     octa = {f: bool(octa500_fovs(data[f])) for f in fovs}
     if split not in ("kfold", "standard"):
         raise GridError(f"--split is kfold or standard, got {split!r}")
+    if split == "kfold" and not 2 <= k <= 100:
+        raise GridError(f"--k is the number of folds, 2 to 100; got {k}")
     reserved = {"--task", "--fov", "--data", "--out", "--split", "--k", "--fold", "--prompt-mode", "--all-folds", "--resume"}
     clash = sorted(a.split("=")[0] for a in train_args if a.split("=")[0] in reserved)
     if clash:

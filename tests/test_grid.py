@@ -43,8 +43,9 @@ def test_plan_checks_every_option_before_any_job(data, tmp_path, capsys):
     capsys.readouterr()
     for bad, said in ((["--epochs", "0"], "--epochs"), (["--fold", "2"], "--fold"), (["--tasks", "Retina"], "--tasks"),
                       (["--fovs", "6M"], "--data-6m"), (["--no-such-option"], "does not take"),
-                      (["--fov", "6M"], "--fov: the grid sets")):  # not taken for --fovs
-        args = ["grid", "plan", "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out", str(tmp_path / "bad"), *bad]
+                      (["--fov", "6M"], "--fov: the grid sets"), (["--k", "0"], "--k")):  # not taken for --fovs
+        args = ["grid", "plan", "--fovs", "3M", "--data-3m", str(data), "--out", str(tmp_path / "bad"),
+                *([] if "--k" in bad else ["--k", "3"]), *bad]
         assert main(args) == 1
         assert said in capsys.readouterr().err
     assert not (tmp_path / "bad" / grid.GRID).exists()
