@@ -11,7 +11,11 @@ import typing
 from pathlib import Path
 from typing import Sequence
 
+from samocta.data.octa500 import fov_mm_option
 from samocta.errors import SamOctaError, exit_status
+from samocta.options import MAX_SEED, bounded_int
+
+MAX_BOOTSTRAP = 100_000  # resamples of the report's intervals: 10,000 is plenty, 100,000 takes seconds per cell
 
 
 def _check_data(args: argparse.Namespace) -> int:
@@ -141,8 +145,6 @@ def _predict(args: argparse.Namespace) -> int:
     if args.ids is not None and not ids:
         raise PredictError(f"--ids takes subject ids (OCTA-500 numbers or file stems) separated by commas, e.g. "
                            f"10301,10302; got {args.ids!r}")
-    if args.fov_mm is not None and not 0 < args.fov_mm <= 50:
-        raise PredictError(f"--fov-mm is the scans' width in mm, above 0 and at most 50; got {args.fov_mm}")
     if not 0 < args.threshold < 1:
         raise PredictError(f"--threshold must lie between 0 and 1, got {args.threshold}")
     if not 0 <= args.review_rate <= 1:
@@ -255,7 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("check-data", help="validate an OCTA-500 tree (either layout) or a folder dataset; exit 1 on any problem")
     p.add_argument("root", help="dataset folder (or a folder above it)")
     p.add_argument("--fov", choices=FOVS, default=None, help="the part of an OCTA-500 tree; default: the one it holds")
-    p.add_argument("--fov-mm", type=float, default=None, help="a folder dataset's scan width in mm (else its dataset.json's)")
+    p.add_argument("--fov-mm", type=fov_mm_option, default=None, help="a folder dataset's scan width in mm (else its dataset.json's)")
     p.add_argument("--task", choices=TASKS, default=None, help="the task of a folder dataset's single label/ folder, if its "
                                                                "dataset.json does not name it")
     p.add_argument("--channels", default="auto", help="what fills SAM's three channels (see train --help); default: auto")
@@ -266,12 +268,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="dataset folder to write")
     p.add_argument("--fov", choices=FOVS, default="3M", help="field of view (the anatomy drawn); default: 3M")
     p.add_argument("--n", type=int, default=40, help="number of subjects; default: 40")
-    p.add_argument("--seed", type=int, default=0, help="seed of the generator; default: 0")
+    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of the generator; default: 0")
     p.add_argument("--layout", choices=LAYOUTS + FOLDER_LAYOUTS, default="official",
                    help="official: the release tree; samocta: the SAM-OCTA code's; flat: images/ + labels/<TASK>/; "
                         "subfolders: images/<PROJECTION>/; split: train/val/test with image/ + label/ (ROSSA's); default: official")
     p.add_argument("--size", type=int, default=None, help="pixels per side (default 304 for 3M, 400 for 6M)")
-    p.add_argument("--fov-mm", type=float, default=None, help="folder layouts: the scans' width in mm, 1.5 to 6; default: the FoV's")
+    p.add_argument("--fov-mm", type=fov_mm_option, default=None, help="folder layouts: the scans' width in mm, 1.5 to 6 for synthetic data; default: the FoV's")
     p.add_argument("--projections", default="ILM_OPL", help="folder layouts: one or three of OPL_BM, ILM_OPL, FULL; default: ILM_OPL")
     p.add_argument("--tasks", default="RV", help=f"folder layouts: labels written, some of {','.join(TASKS)}; default: RV")
     p.add_argument("--suffix", default=".png", help="folder layouts: image format, .png .bmp .tif or .jpg; default: .png")
@@ -305,7 +307,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="score the run on another dataset (an OCTA-500 root or a folder dataset): "
                                                 "trained on A, scored on B")
     p.add_argument("--fov", choices=FOVS, default=None, help="with --data: the part of an OCTA-500 tree")
-    p.add_argument("--fov-mm", type=float, default=None, help="with --data: a folder dataset's scan width in mm")
+    p.add_argument("--fov-mm", type=fov_mm_option, default=None, help="with --data: a folder dataset's scan width in mm")
     p.add_argument("--max-clicks", type=int, default=10, help="with --modes ...,clicks: simulated corrective clicks per "
                                                                  "subject, 1 to 100; default: 10")
     p.add_argument("--click-start", choices=STARTS, default=STARTS[0],
@@ -326,7 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "needed; any size), or a folder of <id>_OPL_BM/_ILM_OPL/_FULL images")
     p.add_argument("--ids", default=None, help="comma-separated subject ids (OCTA-500 numbers or file stems); default: all")
     p.add_argument("--fov", choices=FOVS, default=None, help="the part of an OCTA-500 tree; default: the adapter's")
-    p.add_argument("--fov-mm", type=float, default=None,
+    p.add_argument("--fov-mm", type=fov_mm_option, default=None,
                    help="the scans' width in mm when no dataset.json says it: scans are brought to the adapter's pixel "
                         "size and measured in mm (without it: scans of the adapter's size only, measured in pixels)")
     p.add_argument("--prompts", default="none",
@@ -380,8 +382,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="score a grid's finished jobs; Table 1 and 2 with the spread over folds and subjects")
     p.add_argument("runs", help="the grid folder")
-    p.add_argument("--bootstrap", type=int, default=10_000, help="bootstrap resamples; default: 10000")
-    p.add_argument("--seed", type=int, default=0, help="seed of the bootstrap; default: 0")
+    p.add_argument("--bootstrap", type=bounded_int(100, MAX_BOOTSTRAP), default=10_000,
+                   help=f"bootstrap resamples, 100 to {MAX_BOOTSTRAP:,}; default: 10000")
+    p.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=0, help="seed of the bootstrap; default: 0")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_report)
 
@@ -406,4 +409,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     if extra and not getattr(args, "takes_extra", False):
         parser.parse_args(argv)  # the usual message and exit 2 for an unknown option
     call = (args.func, args, extra) if getattr(args, "takes_extra", False) else (args.func, args)
-    return exit_status(*call, debug=args.debug)
+    return exit_status(*call, debug=args.debug, output="--out" if hasattr(args, "out") else None,
+                       resumable=hasattr(args, "resume"))

@@ -17,12 +17,12 @@ from typing import TYPE_CHECKING, Literal
 
 from samocta import runs
 from samocta.data.channels import PAPER
-from samocta.data.octa500 import Fov, Task
+from samocta.data.octa500 import FOV_MM_RANGE, Fov, Task
 from samocta.errors import SamOctaError
 from samocta.files import atomic_write_text
 from samocta.model.checkpoints import ModelType
 from samocta.model.promptable import MaskRule
-from samocta.options import check_fields, flag_of, option
+from samocta.options import MAX_SEED, check_fields, flag_of, option
 from samocta.prompts import Mode
 
 if TYPE_CHECKING:
@@ -31,13 +31,29 @@ if TYPE_CHECKING:
 
 Lever = Literal["auto", "on", "off"]
 SplitKind = Literal["standard", "kfold"]
-Preset = Literal["paper", "reference_code"]
-PRESETS: tuple[str, ...] = typing.get_args(Preset)
-# the choices each preset makes; everything else keeps the dataclass default
-PRESET_CHOICES = {
+Preset = Literal["paper", "reference_code"]  # the augmentation and loss presets
+Recipe = Literal["paper", "reference_code", "cpu"]
+RECIPES: tuple[str, ...] = typing.get_args(Recipe)
+# The choices each recipe makes; everything else keeps the dataclass default (the paper's choices).
+# "cpu" is the best recipe for the tiny SAM on two CPU cores measured on real OCTA (the public
+# OCTA-500 3M copy, large vessels; benchmarks/RESULTS.md, "A CPU SAM-OCTA on real OCTA"): within the
+# method (LoRA on q and v of every block, frozen base, the paper's loss), a finer input, the decoder
+# trained, a wider LoRA, half the samples without prompts so one adapter serves both.
+RECIPE_CHOICES: dict[str, dict[str, object]] = {
     "paper": {},
     "reference_code": {"loss_preset": "reference_code", "augment": "reference_code", "mask_rule": "single"},
+    "cpu": {"input_size": 768, "train_decoder": True, "rank": 16, "no_prompt_fraction": 0.5, "epochs": 12},
 }
+RECIPE_WHY = {
+    "paper": "the paper's choices",
+    "reference_code": "what the public SAM-OCTA code does: its loss weights, augmentation and single-mask output",
+    "cpu": "the best recipe for the tiny SAM on a CPU, measured on real OCTA-500 3M",
+}
+
+
+def default_recipe(model: str) -> str:
+    """The recipe ``train`` uses when none is named: "cpu" for the tiny SAM, the paper's for the official types."""
+    return "cpu" if model == "tiny" else "paper"
 
 
 class TrainingError(SamOctaError, RuntimeError):
@@ -58,7 +74,8 @@ class TrainConfig:
     fov: Fov | None = option(None, "field of view of an OCTA-500 tree (none: the one it holds); a folder dataset has "
                                    "none: give its width with --fov-mm")
     fov_mm: float | None = option(None, "the scans' width in mm for a folder dataset whose dataset.json does not say it "
-                                        "(none: unknown, measurements in mm are refused)", above=0, maximum=50)
+                                        "(none: unknown, measurements in mm are refused)", minimum=FOV_MM_RANGE[0],
+                                  maximum=FOV_MM_RANGE[1])
     channels: str = option("auto", "what fills SAM's three input channels: auto (OCTA-500's three projections, a "
                                    "folder's own three or its one repeated), one projection name (repeated), or three "
                                    "names separated by commas (e.g. OPL_BM,ILM_OPL,FULL)")
@@ -66,11 +83,14 @@ class TrainConfig:
     split: SplitKind = option("standard", "standard: the IPN-V2 train/val/test split; kfold: fold --fold of --k folds")
     k: int = option(10, "number of folds of --split kfold", minimum=2)
     fold: int = option(0, "the fold to train, 0 .. k-1 (--split kfold)", minimum=0)
-    split_seed: int = option(0, "seed of the k-fold shuffle", minimum=0)
+    split_seed: int = option(0, "seed of the k-fold shuffle", minimum=0, maximum=MAX_SEED)
     model: ModelType = option("tiny", "SAM type: the shipped tiny teaching SAM, or an official one")
     checkpoint: str | None = option(
         None, "base weights: a path, 'download' (the official file, SHA-256 checked) or 'random'; none: the shipped "
               "tiny SAM (the official types need one)")
+    input_size: int | None = option(
+        None, "the tiny SAM's input side in px, a multiple of 128 (its token grid is a sixteenth of it, its mask grid a "
+              "quarter); none: 512 (TINY_CONFIG); the official types run at 1024", minimum=256, maximum=1024)
     rank: int = option(4, "LoRA rank r (the paper: 4)", minimum=1, maximum=256)
     alpha: float | None = option(None, "LoRA alpha; the update is scaled by alpha / rank; none: alpha = rank", above=0)
     lora_dropout: float = option(0.0, "dropout on the LoRA input", minimum=0, maximum=0.9)
@@ -93,7 +113,7 @@ class TrainConfig:
         "most_confident", "most_confident: the most confident of SAM's three masks (the paper); single: the single-mask "
                           "output (the reference code)")
     threshold: float = option(0.5, "probability above which a pixel is foreground", above=0, maximum=0.999)
-    seed: int = option(0, "seed of every random choice of the run", minimum=0)
+    seed: int = option(0, "seed of every random choice of the run", minimum=0, maximum=MAX_SEED)
     amp: Lever = option("auto", "mixed precision: bf16 from compute capability 8.0, fp16 with loss scaling below (auto: on with CUDA)")
     grad_checkpointing: Lever = option("auto", "activation checkpointing per encoder block (auto: on with CUDA)")
     sdpa: Lever = option("auto", "fused scaled-dot-product attention in the image encoder (auto: on with CUDA)")
@@ -108,6 +128,13 @@ class TrainConfig:
         from samocta.data.channels import parse_channels
 
         parse_channels(self.channels)  # the spelling now; whether the data has them when the run opens it
+        if self.input_size is not None:
+            if self.model != "tiny" and self.input_size != 1024:
+                raise TrainingError(f"input_size (--input-size) is the tiny SAM's option; {self.model} runs at 1024 px, got "
+                                    f"{self.input_size}")
+            if self.input_size % 128:
+                raise TrainingError(f"input_size (--input-size) must be a multiple of 128 px (16 px patches, 8-token "
+                                    f"windows); got {self.input_size}")
         if self.split == "kfold" and self.fold >= self.k:
             raise TrainingError(f"fold (--fold) must be 0 .. {self.k - 1} with --k {self.k}; got {self.fold}")
         if self.model != "tiny" and not self.checkpoint:
@@ -126,7 +153,12 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "TrainConfig":
         """Read a config written by ``to_json``, by this version or an earlier one."""
-        raw = json.loads(Path(path).read_text())
+        from samocta.files import read_json
+
+        raw = read_json(path, "run config", "restore it, or start afresh in another --out", max_bytes=1 << 20)
+        if not isinstance(raw, dict):
+            raise TrainingError(f"{path}: not a run config (expected an object of options); restore it, or start afresh in "
+                                "another --out")
         if "mask_rule" not in raw and "multimask" in raw:
             # configs written before the mask rule had a name: multimask=True was the paper's rule
             raw["mask_rule"] = "most_confident" if raw["multimask"] else "single"
@@ -138,11 +170,32 @@ class TrainConfig:
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TrainConfig":
-        """A named set of choices: "paper" (the defaults) or "reference_code" (what the public
-        SAM-OCTA code does in effect: its loss weights, augmentation and single-mask output)."""
-        if name not in PRESET_CHOICES:
-            raise TrainingError(f"unknown preset {name!r}; expected one of {PRESETS}")
-        return cls(**{**PRESET_CHOICES[name], **overrides})
+        """A named recipe with ``overrides`` on top: "paper" (the dataclass defaults), "reference_code"
+        (what the public SAM-OCTA code does in effect: its loss weights, augmentation and single-mask
+        output), "cpu" (the tiny SAM's best CPU recipe, see ``RECIPE_CHOICES``) or "auto" (``default_recipe``
+        of the model asked for)."""
+        if name == "auto":
+            name = default_recipe(overrides.get("model", cls.model))
+        if name not in RECIPE_CHOICES:
+            raise TrainingError(f"unknown preset {name!r}; expected auto or one of {', '.join(RECIPES)}")
+        if name == "cpu" and overrides.get("model", cls.model) != "tiny":
+            raise TrainingError(f"the cpu recipe is the tiny SAM's; {overrides['model']} keeps the paper's (--preset paper)")
+        return cls(**{**RECIPE_CHOICES[name], **overrides})
+
+    def recipe(self) -> tuple[str, list[str]]:
+        """The recipe nearest to this config and the options in which the config departs from it
+        (as ``--flag value``): ``("cpu", [])`` for a default tiny-SAM run, ``("cpu", ["--epochs 20"])`` ..."""
+        chosen = sorted({k for choices in RECIPE_CHOICES.values() for k in choices})
+        defaults = {f.name: f for f in fields(self)}
+        best: tuple[str, list[str]] | None = None
+        for name, choices in RECIPE_CHOICES.items():
+            if name == "cpu" and self.model != "tiny":
+                continue
+            differ = [f"{flag_of(defaults[k])} {getattr(self, k)}" for k in chosen
+                      if getattr(self, k) != choices.get(k, defaults[k].default)]
+            if best is None or len(differ) < len(best[1]):
+                best = (name, differ)
+        return best
 
     def prompt_spec(self) -> "PromptSpec":
         """The prompt recipe of the run: the paper's for its task and mode, with ``n_pos``/``n_neg`` if set."""

@@ -34,34 +34,46 @@ class InputError(SamOctaError, ValueError):
     """An argument given to a public function cannot be what it should be (dtype, shape, NaN, range)."""
 
 
-def os_error_line(exc: OSError) -> str:
-    """One line for a failed file operation: what, where, and what to do."""
+def os_error_line(exc: OSError, output: str | None = None, resumable: bool = False) -> str:
+    """One line for a failed file operation: what, where, and what to do.
+
+    Args:
+        output: the command's output option (``--out``), named in the advice; None: the command has none.
+        resumable: the command goes on from its last checkpoint with ``--resume``, which the advice says.
+    """
     where = f" {exc.filename}" if exc.filename else ""
     what = exc.strerror or str(exc)
+    # the advice names only what the command has: its output option, and --resume where it resumes
+    folder = f"output folder ({output})" if output else "output folder"
+    again = "run it again with --resume: it goes on from its last checkpoint" if resumable else "run the command again"
     hints = {
-        errno.ENOSPC: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
-        errno.EDQUOT: "free disk space and run again (a training resumes from its last checkpoint with --resume)",
-        errno.EROFS: "choose a writable folder (--out)",
-        errno.EACCES: "choose a folder you may write to (--out), or fix its permissions",
-        errno.EPERM: "choose a folder you may write to (--out), or fix its permissions",
-        errno.ENOTDIR: "a path names a file where a folder is needed: choose another --out",
-        errno.EEXIST: "a path names a file where a folder is needed: choose another --out",
+        errno.ENOSPC: f"free disk space and {again}",
+        errno.EDQUOT: f"free disk space and {again}",
+        errno.EROFS: f"choose a writable {folder}",
+        errno.EACCES: f"choose an {folder} you may write to, or fix its permissions",
+        errno.EPERM: f"choose an {folder} you may write to, or fix its permissions",
+        errno.ENOTDIR: f"a path names a file where a folder is needed: choose another {folder}",
+        errno.EEXIST: f"a path names a file where a folder is needed: choose another {folder}",
         errno.ENOENT: "check the path",
     }
     hint = hints.get(exc.errno, "check the path and the disk")
     return f"{what}{':' + where if where else ''}; {hint}"
 
 
-def exit_status(run: Callable[..., Any], *args: Any, debug: bool = False) -> int:
+def exit_status(run: Callable[..., Any], *args: Any, debug: bool = False, output: str | None = None,
+                resumable: bool = False) -> int:
     """``run(*args)`` as a command: its exit status, or 1 with one ``error:`` line for a mistake a user
-    can make (``debug``: the traceback as well); 130 on Ctrl-C. Anything else is a bug and propagates."""
+    can make (``debug``: the traceback as well); 130 on Ctrl-C. Anything else is a bug and propagates.
+    ``output`` and ``resumable`` shape the advice of a failed file operation (``os_error_line``)."""
     try:
         return int(run(*args) or 0)
     except (SamOctaError, OSError) as exc:
         if debug:
             traceback.print_exc()
-        print(f"error: {os_error_line(exc) if isinstance(exc, OSError) else exc}", file=sys.stderr)
+        line = exc if not isinstance(exc, OSError) or isinstance(exc, SamOctaError) else os_error_line(exc, output, resumable)
+        print(f"error: {line}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; every file written so far is complete (a training resumes with --resume)", file=sys.stderr)
+        print("interrupted; every file written so far is complete" + (" (run it again with --resume to go on)" if resumable
+                                                                          else ""), file=sys.stderr)
         return 130

@@ -251,9 +251,13 @@ def selection_label(split: str, part: str, adapter: str) -> str:
 
 
 def run_setup(config) -> str:
-    """The fine-tuning set-up of a run in a few words: model, what was trained, mask rule, loss."""
+    """The fine-tuning set-up of a run in a few words: model (the tiny SAM with its input side), what was
+    trained, mask rule, loss."""
     trained = f"LoRA r={config.rank}" + (" + decoder" if config.train_decoder else "")
-    return f"{config.model}, {trained}, {config.mask_rule} mask, {config.loss_preset} loss"
+    from samocta.model.build import TINY_CONFIG
+
+    model = f"tiny {config.input_size or TINY_CONFIG['img_size']} px" if config.model == "tiny" else config.model
+    return f"{model}, {trained}, {config.mask_rule} mask, {config.loss_preset} loss"
 
 
 def evaluate_run(

@@ -124,6 +124,52 @@ def append_line(path: str | os.PathLike, line: str) -> None:
         os.fsync(fh.fileno())
 
 
+class UnreadableFileError(SamOctaError, ValueError):
+    """A file the package reads (JSON, CSV, a list of points) is missing, not a regular file, too
+    large, torn or not what it should be."""
+
+
+def read_bytes(path: str | os.PathLike, what: str, fix: str, max_bytes: int = 64 << 20) -> bytes:
+    """The bytes of a regular file of at most ``max_bytes``, never blocking on a FIFO or a device.
+
+    Args:
+        what: what the file should be ("run config", "clicks file", ...); fix: what to do, for the message.
+
+    Raises:
+        UnreadableFileError: missing, not a regular file, or larger than ``max_bytes``.
+    """
+    import stat
+
+    path = Path(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO opens at once instead of waiting for a writer
+    except FileNotFoundError:
+        raise UnreadableFileError(f"{path}: no such {what}; {fix}") from None
+    except OSError as exc:
+        raise UnreadableFileError(f"{path}: cannot read this {what} ({exc.strerror}); {fix}") from None
+    with os.fdopen(fd, "rb") as fh:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnreadableFileError(f"{path}: not a regular file, so not a {what}; {fix}")
+        if info.st_size > max_bytes:
+            raise UnreadableFileError(f"{path}: {info.st_size:,} bytes, more than a {what} holds ({max_bytes:,} at most); {fix}")
+        return fh.read(max_bytes + 1)[: max_bytes + 1]
+
+
+def read_json(path: str | os.PathLike, what: str, fix: str, max_bytes: int = 64 << 20) -> Any:
+    """A JSON file read as ``read_bytes`` reads it; torn, binary or absurdly nested files are refused.
+
+    Raises:
+        UnreadableFileError: as ``read_bytes``, or not UTF-8 JSON (nested too deep counts as not JSON).
+    """
+    data = read_bytes(path, what, fix, max_bytes)
+    try:
+        return json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:120]
+        raise UnreadableFileError(f"{path}: not a readable {what} ({reason}); {fix}") from None
+
+
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
     """Hex SHA-256 of a file, read in chunks."""
     import hashlib

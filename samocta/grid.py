@@ -29,7 +29,7 @@ from typing import Sequence
 
 from samocta import runs
 from samocta.errors import SamOctaError, exit_status
-from samocta.files import atomic_write_text, open_in_place
+from samocta.files import UnreadableFileError, atomic_write_text, open_in_place, read_json
 
 GRID = "grid.json"
 JOB_STATUS = "job.json"  # in a job's fold folder: its last exit status
@@ -149,13 +149,15 @@ def load(out: str | os.PathLike) -> list[Job]:
     """
     path = Path(out) / GRID
     try:
-        raw = json.loads(path.read_text())
+        raw = read_json(path, "grid plan", "plan the grid again", max_bytes=64 << 20)
         jobs = [Job(**j) for j in raw["jobs"]]
         if not all(isinstance(j.args, list) and all(isinstance(a, str) for a in j.args) for j in jobs):
             raise TypeError("a job's args are not a list of strings")
-    except FileNotFoundError:
-        raise GridError(f"{path} not found: plan the grid first (python -m samocta grid plan ... --out {out})") from None
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
+    except UnreadableFileError as exc:
+        if not path.exists():
+            raise GridError(f"{path} not found: plan the grid first (python -m samocta grid plan ... --out {out})") from None
+        raise GridError(str(exc)) from None
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise GridError(f"{path}: unreadable grid ({str(exc)[:200]}); plan it again") from None
     root = Path(out).resolve()
     for job in jobs:
@@ -208,7 +210,7 @@ def status(job: Job) -> str:
         if (fold / runs.HISTORY).exists() and (fold / runs.CONFIG).exists():
             if len(read_history(fold)) >= job_config(job).epochs:
                 return "finished"
-        record = json.loads((fold / JOB_STATUS).read_text()) if (fold / JOB_STATUS).exists() else {}
+        record = read_json(fold / JOB_STATUS, "job record", "") if (fold / JOB_STATUS).exists() else {}
         if not isinstance(record, dict):
             raise ValueError("not a record")
     except (OSError, ValueError, SamOctaError, RecursionError):
@@ -256,7 +258,7 @@ def run_job(out: str | os.PathLike, index: int) -> int:
         return 0
     print(f"{job.id}: training into {job.fold_dir}", flush=True)
     t0 = time.perf_counter()
-    code = exit_status(lambda: run_train(parse_train_args([*job.args[1:], "--resume"])))
+    code = exit_status(lambda: run_train(parse_train_args([*job.args[1:], "--resume"])), output="--out", resumable=True)
     _record(job, code, time.perf_counter() - t0)
     return code
 

@@ -241,7 +241,7 @@ def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: 
             without data.
     """
     from samocta.data.channels import parse_channels
-    from samocta.data.octa500 import octa500_fovs
+    from samocta.data.octa500 import check_fov_mm, octa500_fovs
     from samocta.model.build import resolve_device
     from samocta.synth import ensure_synthetic
 
@@ -254,8 +254,11 @@ def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: 
     for name, value in (("SUBJECTS", subjects), ("BATCH", batch), ("EPOCHS", epochs)):
         if value < (1 if name == "EPOCHS" else 0):
             raise SetupError(f"{name} (SAMOCTA_{name}) must be {'at least 1' if name == 'EPOCHS' else '0 (the default) or more'}, got {value}")
-    if fov_mm is not None and not 0 < fov_mm <= 50:
-        raise SetupError(f"FOV_MM (SAMOCTA_FOV_MM) is a scan width in mm, above 0 and at most 50 (0: not given); got {fov_mm}")
+    if fov_mm is not None:
+        try:
+            check_fov_mm(fov_mm, "FOV_MM (SAMOCTA_FOV_MM; 0: not given)")
+        except SamOctaError as exc:
+            raise SetupError(str(exc)) from None
     try:
         parse_channels(channels)
     except SamOctaError as exc:

@@ -24,6 +24,27 @@ class ConfigError(SamOctaError, ValueError):
     """A configuration value is outside what the option allows."""
 
 
+# The largest seed an option takes: what every generator of the package (numpy, torch, albumentations) accepts.
+MAX_SEED = 2**32 - 1
+
+
+def bounded_int(low: int, high: int) -> "typing.Callable[[str], int]":
+    """An ``argparse`` type for an integer option in ``low .. high``, checked at parse time (so before any work):
+    argparse says ``argument --flag: ...`` with the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {low:,} to {high:,}; got {text!r}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be {low:,} to {high:,}; got {value:,}")
+        return value
+
+    parse.__name__ = "integer"  # what argparse names the type in its messages
+    return parse
+
+
 def option(default: Any, help: str, *, minimum: float | None = None, maximum: float | None = None,
            above: float | None = None, flag: str | None = None) -> Any:
     """A dataclass field with its help text and allowed range.

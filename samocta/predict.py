@@ -11,7 +11,6 @@ images) and at whatever size: each scan is brought to the pixel size the adapter
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from dataclasses import dataclass
@@ -126,17 +125,19 @@ def read_clicks(path: str | os.PathLike, ids: Sequence, size: tuple[int, int] | 
         ids: the subjects' ids; size: the ``(H, W)`` the points lie on, one for all or a mapping by id.
 
     Raises:
-        PredictError: unreadable JSON, ids that are not among the scans (named), or points that are
-            not on the image or labels other than 0 and 1.
+        PredictError: unreadable JSON, ids that are not among the scans (named), more than
+            ``samocta.prompts.MAX_POINTS`` points for a subject, or points that are not on the image or
+            labels other than 0 and 1.
     """
     from samocta.data.ids import parse_id
+    from samocta.prompts import MAX_POINTS
     from samocta.widgets import PromptState
 
+    from samocta.files import read_json
+
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise PredictError(f"{path}: unreadable prompts JSON ({exc})") from None
+    raw = read_json(path, "prompts file", 'give --prompts none, auto, or a JSON file {"<id>": {"points": [[x, y], ...], '
+                    '"labels": [1, 0, ...]}} (the click widget saves one)', max_bytes=16 << 20)
     if isinstance(raw, dict) and "points" in raw:
         if len(ids) != 1:
             raise PredictError(f"{path} holds one subject's points; with {len(ids)} subjects key them by id: "
@@ -152,9 +153,19 @@ def read_clicks(path: str | os.PathLike, ids: Sequence, size: tuple[int, int] | 
     for key, value in raw.items():
         sid = keyed[key]
         shape = size[sid] if isinstance(size, Mapping) else size
+        points = value.get("points") if isinstance(value, dict) else None
+        labels = value.get("labels") if isinstance(value, dict) else None
+        if not isinstance(points, list) or not isinstance(labels, list):
+            raise PredictError(f'{path}: subject {key}: expected {{"points": [[x, y], ...], "labels": [1, 0, ...]}}')
+        if len(points) != len(labels):
+            raise PredictError(f"{path}: subject {key} has {len(points)} points and {len(labels)} labels; give one label "
+                               "(1 positive, 0 negative) per point")
+        if len(points) > MAX_POINTS:
+            raise PredictError(f"{path}: subject {key} has {len(points):,} points; a prompt takes at most {MAX_POINTS}")
+        if not all(isinstance(p, list) and len(p) == 2 for p in points):
+            raise PredictError(f"{path}: subject {key}: each point is [x, y] in pixels")
         try:
-            state = PromptState.from_defaults([(x, y, lab) for (x, y), lab in zip(value["points"], value["labels"], strict=True)],
-                                              size=shape)
+            state = PromptState.from_defaults([(x, y, lab) for (x, y), lab in zip(points, labels)], size=shape)
         except (KeyError, TypeError, ValueError) as exc:
             raise PredictError(f"{path}: subject {key}: {exc}") from None
         clicks[sid] = state.as_arrays()
@@ -288,14 +299,8 @@ def predict_scans(
         one over the quality variations (``faz_area_mm2_low`` / ``_high``, or the vessels' area
         density), ``predicted_iou``, ``agreement``, ``quality`` and ``review``.
     """
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from samocta.data.channels import channels_label, parse_channels
     from samocta.data.octa500 import octa500_fovs
-    from samocta.files import atomic_write_csv
-    from samocta.measure import FOV_MM_HINT, measure, measure_pixels
-    from samocta.quality import interval, review_flags, scan_quality
+    from samocta.files import folder_lock
     from samocta.resample import frame_of, plan_resampling
 
     task, trained_fov = model.task, model.trained_with.get("fov")
@@ -308,14 +313,33 @@ def predict_scans(
     if not 0 <= review_rate <= 1:
         raise PredictError(f"--review-rate is the share of the scans flagged for review, 0 to 1; got {review_rate}")
     scans = read_scans(source, fov, ids, fov_mm, channels)
+    frame = frame_of(model.trained_with)
+    plans = {scan.id: plan_resampling(scan.image.shape[:2], scan.pixel_um, frame, f"subject {scan.id}") for scan in scans}
+    clicks = read_clicks(prompts, [s.id for s in scans], {s.id: s.image.shape[:2] for s in scans}) if prompts not in PROMPTS else {}
+    # one writer per output folder, as a training has: a second prediction into it is refused while
+    # this one runs, instead of both writing and one's measurements.csv replacing the other's
+    with folder_lock(out, "a prediction"):
+        return _predict_into(model, scans, plans, clicks, out, prompts, threshold, overwrite, progress, review_rate, seed,
+                             channels)
+
+
+def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out: Path, prompts: str, threshold: float,
+                  overwrite: bool, progress: bool, review_rate: float, seed: int, channels: str) -> "pd.DataFrame":
+    """``predict_scans`` past its checks, with the output folder held."""
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from samocta.data.channels import channels_label, parse_channels
+    from samocta.files import atomic_write_csv
+    from samocta.measure import FOV_MM_HINT, measure, measure_pixels
+    from samocta.quality import interval, review_flags, scan_quality
+
+    task = model.task
     outputs = [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{scan.id}.png" for scan in scans)]
     clash = [path for path in outputs if path.exists()]
     if clash and not overwrite:
         raise PredictError(f"{clash[0]} exists (and {len(clash) - 1} more outputs); pass --overwrite to replace them, "
                            "or choose another --out")
-    frame = frame_of(model.trained_with)
-    plans = {scan.id: plan_resampling(scan.image.shape[:2], scan.pixel_um, frame, f"subject {scan.id}") for scan in scans}
-    clicks = read_clicks(prompts, [s.id for s in scans], {s.id: s.image.shape[:2] for s in scans}) if prompts not in PROMPTS else {}
     if any(scan.fov_mm is None for scan in scans):
         print(f"note: {FOV_MM_HINT}; the scans are measured in pixels", file=sys.stderr)
     names = parse_channels(channels)

@@ -26,8 +26,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.draw import disk, ellipse, polygon
 
+from samocta.errors import SamOctaError
 from samocta.files import append_line, atomic_torch_save, atomic_write_text, save_safetensors, sha256_file
-from samocta.options import check_fields, option
+from samocta.options import MAX_SEED, check_fields, option
 from samocta.synth.render import stamp_segments
 
 SHAPES = ("disc", "ellipse", "polygon", "thin_curve", "thick_curve", "ring")
@@ -137,7 +138,7 @@ class PretrainConfig:
     lr: float = option(4e-4, "AdamW peak learning rate (cosine decay to a tenth)", above=0, maximum=1)
     weight_decay: float = option(0.05, "AdamW weight decay", minimum=0)
     warmup: int = option(250, "steps of linear warm-up", minimum=0)
-    seed: int = option(0, "seed of the scenes, prompts and initialisation", minimum=0)
+    seed: int = option(0, "seed of the scenes, prompts and initialisation", minimum=0, maximum=MAX_SEED)
     eval_every: int = option(500, "steps between held-out mIoU points of the curve", minimum=1)
     eval_shapes: int = option(100, "held-out scenes per curve point", minimum=1)
     checkpoint_every: int = option(250, "steps between resumable checkpoints", minimum=1)
@@ -231,7 +232,11 @@ def _record_stage(path: Path, start: int, steps: int) -> list[dict[str, int]]:
     """
     import warnings
 
-    stages = json.loads(path.read_text()) if start and path.exists() else []
+    from samocta.files import read_json
+
+    stages = read_json(path, "record of pretraining stages", "delete the run folder to start afresh") if start and path.exists() else []
+    if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("schedule_steps"), int) for s in stages):
+        raise SamOctaError(f"{path}: not a record of pretraining stages; delete the run folder to start afresh")
     if stages and stages[-1]["schedule_steps"] != steps:
         warnings.warn(
             f"resuming at step {start} a run scheduled for {stages[-1]['schedule_steps']} steps with --steps {steps}: "
@@ -276,11 +281,15 @@ def pretrain(out: str | os.PathLike, cfg: PretrainConfig, device: str = "cpu", p
     start, elapsed = 0, 0.0
     last = out / "last.pt"
     if last.exists():
-        state = torch.load(last, map_location=device, weights_only=True)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        start, elapsed = int(state["step"]), float(state["elapsed"])
+        try:
+            state = torch.load(last, map_location=device, weights_only=True)
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            start, elapsed = int(state["step"]), float(state["elapsed"])
+        except Exception as exc:  # torn, foreign or pickled-code files alike: one line naming the file
+            raise SamOctaError(f"{last}: unreadable pretraining checkpoint ({type(exc).__name__}: {str(exc)[:150]}); "
+                               "delete it to start this pretraining afresh, or restore it from a copy") from None
     curve_path = out / "curve.csv"
     if start == 0:
         atomic_write_text(curve_path, "step,seconds,loss,miou_1pos\n")

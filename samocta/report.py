@@ -27,7 +27,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from samocta import grid, runs
-from samocta.files import atomic_write_csv, atomic_write_text
+from samocta.errors import SamOctaError
+from samocta.files import atomic_write_csv, atomic_write_text, read_bytes
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -60,23 +61,39 @@ def bootstrap_ci(values: np.ndarray, n: int = 10_000, seed: int = 0, level: floa
 
 def _scored(job: grid.Job) -> "pd.DataFrame":
     """A finished job's per-subject results, evaluating it first if it has not been."""
-    import pandas as pd
-
     from samocta.evaluate import evaluate_run
     from samocta.config import TrainConfig
 
     fold = Path(job.fold_dir)
     part = "val" if TrainConfig.from_json(fold / runs.CONFIG).split == "kfold" else "test"
     path = runs.results(fold, part)
-    results = pd.read_csv(path) if path.exists() else evaluate_run(fold, ["none", job.mode], part=part, progress=False)
+    results = _read_results(path)
+    if results is None:  # not scored yet, or its file torn or edited: scored (again), the file rewritten
+        results = evaluate_run(fold, ["none", job.mode], part=part, progress=False)
     return results.assign(job=job.id, job_fold=job.fold)
+
+
+def _read_results(path: Path) -> "pd.DataFrame | None":
+    """A results file ``evaluate_run`` wrote, or None if it is missing or not such a table."""
+    import pandas as pd
+
+    import io
+
+    try:
+        frame = pd.read_csv(io.BytesIO(read_bytes(path, "results table", "", 256 << 20)))
+    except (SamOctaError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
+        return None
+    return frame if {"id", "mode", "dice", *METRICS} <= set(frame.columns) else None
 
 
 def _across(job: grid.Job) -> list["pd.DataFrame"]:
     """A finished job's scores on other datasets (``results-<part>-on-<data>.csv``), as written by ``evaluate --data``."""
-    import pandas as pd
-
-    return [pd.read_csv(path).assign(job=job.id, job_fold=job.fold) for path in runs.cross_results(job.fold_dir)]
+    frames = [(path, _read_results(path)) for path in runs.cross_results(job.fold_dir)]
+    torn = [str(path) for path, frame in frames if frame is None]
+    if torn:
+        raise grid.GridError(f"{torn[0]}: not a results table (torn or edited); score that dataset again with "
+                             f"python -m samocta evaluate --run {job.fold_dir} --data ...")
+    return [frame.assign(job=job.id, job_fold=job.fold) for _, frame in frames]
 
 
 def across_table(frames: list["pd.DataFrame"], n_bootstrap: int, seed: int) -> "pd.DataFrame":
@@ -106,8 +123,15 @@ def _cell(value: float, std: float, low: float, high: float, folds: int) -> str:
 
 
 def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, progress: bool = True) -> Report:
-    """Score what is finished, write the report files into ``out`` and return them."""
+    """Score what is finished, write the report files into ``out`` and return them.
+
+    Raises:
+        GridError: no readable plan in ``out``, or ``n_bootstrap`` outside 100 .. 100,000.
+    """
     import pandas as pd
+
+    if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or not 100 <= n_bootstrap <= 100_000:
+        raise grid.GridError(f"the bootstrap (--bootstrap) takes 100 to 100,000 resamples; got {n_bootstrap!r}")
 
     from samocta.evaluate import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, single_value
 

@@ -165,7 +165,7 @@ def frame_of(trained_with: dict[str, str]) -> TrainedFrame | None:
     """The training images an adapter records (``LoRASam.trained_with``): their size and, from their width
     in mm (or an OCTA-500 FoV), their pixel size; for adapters written before the size was recorded,
     the FoV's OCTA-500 size. None when the adapter says neither."""
-    from samocta.data.octa500 import FOV_MM, FOV_SIZE
+    from samocta.data.octa500 import FOV_MM, FOV_SIZE, check_fov_mm
 
     fov, size = trained_with.get("fov"), trained_with.get("image_size")
     if size:
@@ -174,8 +174,14 @@ def frame_of(trained_with: dict[str, str]) -> TrainedFrame | None:
         h = w = FOV_SIZE[fov]
     else:
         return None
-    width_mm = float(trained_with["fov_mm"]) if trained_with.get("fov_mm") else FOV_MM.get(fov)
+    width_mm = check_fov_mm(trained_with["fov_mm"], "the adapter's fov_mm") if trained_with.get("fov_mm") else FOV_MM.get(fov)
     return TrainedFrame((h, w), None if width_mm is None else width_mm * 1000.0 / w)
+
+
+# Bounds on what one scan may cost: at most MAX_VIEWS views of the training size (a 12 x 12 mm scan shown
+# to a 3 x 3 mm adapter takes 49), and at least MIN_SIDE px a side once at the adapter's pixel size.
+MAX_VIEWS = 64
+MIN_SIDE = 16
 
 
 def _starts(size: int, canvas: int) -> list[int]:
@@ -201,7 +207,8 @@ def plan_resampling(
 
     Raises:
         InputError: the scan's size differs from the training images' and a pixel size is unknown,
-            so that it cannot be brought to the model's scale.
+            so that it cannot be brought to the model's scale; or, at that scale, it is smaller than
+            ``MIN_SIDE`` or needs more than ``MAX_VIEWS`` views.
     """
     scan_shape = (int(scan_shape[0]), int(scan_shape[1]))
     identity = Resampling(scan_shape, scan_shape, scan_shape, ((0, 0),), True)
@@ -223,5 +230,12 @@ def plan_resampling(
     if abs(scale - 1) <= SAME_SCALE:
         scale = 1.0
     resampled = (max(1, round(scan_shape[0] * scale)), max(1, round(scan_shape[1] * scale)))
+    if min(resampled) < MIN_SIDE:
+        raise InputError(f"{where} is {resampled[1]} x {resampled[0]} px at the adapter's pixel size ({frame.pixel_um:.2f} µm): "
+                         f"too small to segment (at least {MIN_SIDE} px a side); check its width in mm (--fov-mm, dataset.json)")
     views = tuple(itertools.product(_starts(resampled[0], canvas[0]), _starts(resampled[1], canvas[1])))
+    if len(views) > MAX_VIEWS:
+        raise InputError(f"{where} at the adapter's pixel size ({frame.pixel_um:.2f} µm) is {resampled[1]} x {resampled[0]} px, "
+                         f"{len(views)} views of {canvas[1]} x {canvas[0]}, more than the {MAX_VIEWS} a scan may take; check its "
+                         "width in mm (--fov-mm, dataset.json) against the adapter's")
     return Resampling(scan_shape, resampled, canvas, views, False)

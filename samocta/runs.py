@@ -102,6 +102,23 @@ def write_history(fold_dir: str | os.PathLike, rows: list[dict[str, float]]) -> 
 
 
 def read_history(run_dir: str | os.PathLike) -> list[dict[str, float]]:
-    """The per-epoch rows of a fold's metrics.csv."""
-    with open(Path(run_dir) / HISTORY, newline="") as fh:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+    """The per-epoch rows of a fold's metrics.csv.
+
+    Raises:
+        UnreadableFileError: not the table ``write_history`` writes (torn, binary, edited).
+    """
+    import io
+
+    from samocta.files import UnreadableFileError, read_bytes
+
+    path = Path(run_dir) / HISTORY
+    fix = "delete it (a --resume writes it again from the run's last.pt), or start afresh in another --out"
+    try:
+        reader = csv.DictReader(io.StringIO(read_bytes(path, "training history", fix, 16 << 20).decode("utf-8")))
+        rows = list(reader)
+        if "epoch" not in (reader.fieldnames or ()) or any(None in row or None in row.values() for row in rows):
+            raise ValueError("no epoch column, or rows of another length than the header")
+        history = [{k: float(v) for k, v in row.items()} for row in rows]
+    except (UnicodeDecodeError, ValueError, TypeError, csv.Error) as exc:
+        raise UnreadableFileError(f"{path}: not a training history ({str(exc)[:100]}); {fix}") from None
+    return history

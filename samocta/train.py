@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 # batch order stays independent of every subject's draws.
 # (Pretraining keys its batches (seed, step): a separate process with its own seed.)
 BATCH_ORDER_SALT = 0xBA7C4
+# The largest image side a training takes: OCTA-500's are 304 and 400 px, other devices' up to 1024;
+# at 2048 px the full-size loss alone passes 6 GB at batch 1 (a prediction shows any size in views).
+MAX_TRAIN_SIDE = 1024
 
 
 @dataclass
@@ -150,6 +153,10 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     train_ids = split.train[: config.max_train] if config.max_train else split.train
     # every subject read and checked before anything is written: a refused run leaves no run folder behind
     samples = check_subjects(index, train_ids + split.val, config.task, label_tasks(config.task, index.tasks))
+    side = max(samples[split.val[0]].image.shape[:2])
+    if side > MAX_TRAIN_SIDE:  # the loss and its gradients live at the image's own size: memory grows with it
+        raise TrainingError(f"{index.where}: the images are {side} px a side; training takes at most {MAX_TRAIN_SIDE} "
+                            "(the loss runs at the image's own size): downsample them, and give their width in mm as before")
     if rank_world()[0] == 0:
         if not resuming:
             split.to_json(run_dir / runs.SPLIT)
@@ -194,15 +201,25 @@ def _resume(fold: _Fold) -> None:
             "from epoch 1, or restore it from a copy"
         ) from None
     params = dict(fold.model.sam.named_parameters())
-    with torch.no_grad():
-        for name, value in state["adapter"].items():
-            params[name].copy_(value)
-    fold.opt.load_state_dict(state["optimizer"])
-    fold.sched.load_state_dict(state["scheduler"])
-    fold.scaler.load_state_dict(state["scaler"])
-    torch.set_rng_state(state["torch_rng"])
-    fold.start_epoch, fold.history = int(state["epoch"]), [dict(r) for r in json.loads(state["history"])]
-    fold.best = (float(state["best_dice"]), int(state["best_epoch"]))
+    expected = fold.model.adapter_state_dict()
+    adapter = state["adapter"]
+    if not isinstance(adapter, dict) or set(adapter) != set(expected) or any(
+            not isinstance(v, torch.Tensor) or v.shape != expected[k].shape for k, v in adapter.items()):
+        raise TrainingError(f"{last} holds another run's weights (other LoRA layers or shapes than this run's options "
+                            "give); put this run's own last.pt back, or delete it to restart this fold from epoch 1")
+    try:
+        with torch.no_grad():
+            for name, value in adapter.items():
+                params[name].copy_(value)
+        fold.opt.load_state_dict(state["optimizer"])
+        fold.sched.load_state_dict(state["scheduler"])
+        fold.scaler.load_state_dict(state["scaler"])
+        torch.set_rng_state(state["torch_rng"])
+        fold.start_epoch, fold.history = int(state["epoch"]), [dict(r) for r in json.loads(state["history"])]
+        fold.best = (float(state["best_dice"]), int(state["best_epoch"]))
+    except (ValueError, TypeError, KeyError, RuntimeError, RecursionError) as exc:
+        raise TrainingError(f"{last}: not this run's checkpoint ({type(exc).__name__}: {str(exc)[:150]}); put this run's own "
+                            "last.pt back, or delete it to restart this fold from epoch 1") from None
 
 
 def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
@@ -328,9 +345,16 @@ def _announce(fold: _Fold) -> str:
         plan = f"epochs {fold.start_epoch + 1}-{config.epochs}, resuming after epoch {fold.start_epoch}"
     else:
         plan = f"{config.epochs} epoch" + ("s" if config.epochs > 1 else "")
+    from samocta.config import RECIPE_WHY
+
+    recipe, changed = config.recipe()
     return "\n".join([
-        f"training {config.task} with {config.prompt_mode} prompts into {fold.run_dir}",
-        f"  model {config.model}: {weights} ({sha}); {model.num_trainable():,} trainable parameters",
+        f"training {config.task} with {config.prompt_mode} prompts"
+        + (f" ({config.no_prompt_fraction:.0%} of the samples without)" if config.no_prompt_fraction else "")
+        + f" into {fold.run_dir}",
+        f"  recipe {recipe}: {RECIPE_WHY[recipe]}" + (f"; changed: {', '.join(changed)}" if changed else ""),
+        f"  model {config.model} at {model.img_size} px: {weights} ({sha}); {model.num_trainable():,} trainable parameters"
+        + (", the decoder included" if config.train_decoder else "") + f"; LoRA rank {config.rank}",
         f"  device {fold.device} ({precision}), batch {config.batch_size}",
         f"  data {config.data} ({fold.index.name}, channels {channels_label(config.channels)}): {len(fold.train_ds)} "
         f"training and {len(fold.val_samples)} validation subjects ({fold.split.name} split)",

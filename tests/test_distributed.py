@@ -21,7 +21,7 @@ def test_two_gloo_processes_train_the_adapter_one_process_trains(tmp_path, batch
     2 + 2 against 4 with 7 subjects, whose last batch of 3 is shared 2 + 1 (a wrong weighting of an
     uneven share would show there)."""
     root = training_inputs(tmp_path, n=10, seed=4)
-    common = ["-m", "samocta", "train", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"),
+    common = ["-m", "samocta", "train", "--preset", "paper", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"),
               "--epochs", "2", "--batch-size", str(batch), "--device", "cpu", "--max-train", str(subjects), "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     one = subprocess.run([sys.executable, *common, "--out", str(tmp_path / "one")], env=env, capture_output=True, text=True,
@@ -51,7 +51,7 @@ def test_the_batch_is_shared_and_must_split_evenly(tmp_path, monkeypatch, capsys
 
     root = training_inputs(tmp_path, n=4, seed=5)
     monkeypatch.setattr(distributed, "init_distributed", lambda: (0, 2))
-    code = main(["train", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"), "--batch-size", "3",
+    code = main(["train", "--preset", "paper", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"), "--batch-size", "3",
                  "--out", str(tmp_path / "r"), "--quiet"])
     assert code == 1 and "multiple of 2" in capsys.readouterr().err
 
@@ -59,7 +59,7 @@ def test_the_batch_is_shared_and_must_split_evenly(tmp_path, monkeypatch, capsys
 @pytest.mark.slow
 def test_a_torchrun_run_resumes_and_grows_like_a_one_process_run(tmp_path):
     root = training_inputs(tmp_path, n=10, seed=4)
-    common = ["-m", "samocta", "train", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"),
+    common = ["-m", "samocta", "train", "--preset", "paper", "--data", str(root / "data"), "--checkpoint", str(root / "tiny.pth"),
               "--batch-size", "2", "--device", "cpu", "--max-train", "5", "--quiet"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2"]

@@ -115,8 +115,10 @@ def test_an_rgb_image_is_three_projections_named_by_dataset_json(tmp_path):
 def test_a_plain_folder_of_images_serves_prediction(tmp_path):
     for i in range(2):
         write_grey(tmp_path / "scans" / f"eye{i}.png", np.full((40, 40), 50 + i, np.uint8))
+    write_grey(tmp_path / "scans" / "eye2.png", np.full((56, 64), 60, np.uint8))  # a plain folder may mix sizes
     index = open_dataset(tmp_path / "scans")
-    assert index.ids == ["eye0", "eye1"] and index.tasks == () and index.fov_mm is None
+    assert index.ids == ["eye0", "eye1", "eye2"] and index.tasks == () and index.fov_mm is None
+    assert index.load("eye2", tasks=()).image.shape == (56, 64, 3)
     with pytest.raises(DatasetError, match="holds 2 datasets"):
         for name in ("a", "b"):
             write_folder(tmp_path / "two" / name, n=2, seed=0, size=48, progress=False)
@@ -149,7 +151,7 @@ def _refused(folder, capsys, *words):
     out = capsys.readouterr().out
     assert code == 1 and all(w in out for w in words), out
     out_dir = folder.parent / "run"
-    code = main(["train", "--data", str(folder), "--task", "RV", "--split", "kfold", "--k", "2", "--epochs", "1",
+    code = main(["train", "--preset", "paper", "--data", str(folder), "--task", "RV", "--split", "kfold", "--k", "2", "--epochs", "1",
                  "--out", str(out_dir), "--quiet"])
     err = capsys.readouterr().err
     assert code == 1 and all(w in err for w in words), err
@@ -271,7 +273,7 @@ def test_a_run_on_one_projection_at_320_px_scores_and_predicts_a_304_px_dataset_
     write_folder(tmp_path / "train320", n=6, seed=1, size=320, fov_mm=3.0, tasks=("FAZ",), progress=False)
     write_folder(tmp_path / "other304", n=4, seed=2, size=304, fov_mm=4.5, tasks=("FAZ",), stems="name", progress=False)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "train320"), "--task", "FAZ", "--epochs", "1", "--batch-size", "2",
+    assert main(["train", "--preset", "paper", "--data", str(tmp_path / "train320"), "--task", "FAZ", "--epochs", "1", "--batch-size", "2",
                  "--out", str(run), "--quiet", "--device", "cpu"]) == 0
     fold = run / "standard"
     config = json.loads((fold / "config.json").read_text())
@@ -282,7 +284,8 @@ def test_a_run_on_one_projection_at_320_px_scores_and_predicts_a_304_px_dataset_
     assert main(["evaluate", "--run", str(run), "--data", str(tmp_path / "other304"), "--quiet"]) == 0
     out = capsys.readouterr().out
     assert "trained on train320, scored on other304" in out and "channels ILM_OPL ×3" in out
-    results = pd.read_csv(fold / "results-all-on-other304.csv")
+    (path,) = fold.glob("results-all-on-other304-*.csv")
+    results = pd.read_csv(path)
     assert set(results["scored_on"]) == {"other304"} and set(results["trained_on"]) == {"train320"}
     assert len(results) == 2 * 4 and results["id"].str.startswith("scan_").all()
     assert results["target_pixels"].max() < 304 * 304 and np.isfinite(results["hd95_um"]).any()
@@ -302,7 +305,7 @@ def test_an_adapter_meeting_data_with_other_channels_is_refused_with_the_fix(tmp
     meta = json.loads((tmp_path / "one" / "dataset.json").read_text())
     (tmp_path / "one" / "dataset.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "projections"}))
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "one"), "--task", "FAZ", "--epochs", "1", "--batch-size", "4",
+    assert main(["train", "--preset", "paper", "--data", str(tmp_path / "one"), "--task", "FAZ", "--epochs", "1", "--batch-size", "4",
                  "--out", str(run), "--quiet"]) == 0
     write_octa500(tmp_path / "octa", "3M", n=3, seed=0, size=64, progress=False)
     for command in (["evaluate", "--run", str(run), "--data", str(tmp_path / "octa"), "--quiet"],
@@ -327,7 +330,7 @@ def test_measurements_in_mm_are_refused_without_a_width_and_pixel_ones_stand_in(
     (tmp_path / "d" / "dataset.json").write_text(json.dumps({"split": {"train": ["10301", "10302", "10303"],
                                                                        "val": ["10441"], "test": ["10451", "10452"]}}))
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "d"), "--task", "FAZ", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
+    assert main(["train", "--preset", "paper", "--data", str(tmp_path / "d"), "--task", "FAZ", "--epochs", "1", "--out", str(run), "--quiet"]) == 0
     assert main(["predict", "--adapter", str(run), "--input", str(tmp_path / "d"), "--out", str(tmp_path / "p"), "--quiet"]) == 0
     assert "measurements in mm need the scans' width" in capsys.readouterr().err
     table = pd.read_csv(tmp_path / "p" / "measurements.csv")
@@ -396,12 +399,13 @@ def test_scoring_on_another_copy_of_octa500_leaves_out_the_subjects_the_run_trai
     write_octa500(tmp_path / "release", "3M", n=6, seed=3, size=64, progress=False)
     write_folder(tmp_path / "copy", n=6, seed=3, size=64, layout="split", tasks=("FAZ",), progress=False)
     run = tmp_path / "run"
-    assert main(["train", "--data", str(tmp_path / "release"), "--task", "FAZ", "--channels", "ILM_OPL", "--epochs", "1",
+    assert main(["train", "--preset", "paper", "--data", str(tmp_path / "release"), "--task", "FAZ", "--channels", "ILM_OPL", "--epochs", "1",
                  "--out", str(run), "--quiet"]) == 0
     split = json.loads((run / "standard" / "split.json").read_text())
     assert main(["evaluate", "--run", str(run), "--data", str(tmp_path / "copy"), "--fov-mm", "3"]) == 0
     assert "OCTA-500 subject(s) the run trained or validated on left out" in capsys.readouterr().out
-    scored = pd.read_csv(run / "standard" / "results-all-on-copy.csv")
+    (path,) = (run / "standard").glob("results-all-on-copy-*.csv")
+    scored = pd.read_csv(path)
     assert sorted(set(scored["id"].astype(int))) == split["test"]
 
 
@@ -450,3 +454,68 @@ def test_a_folder_dataset_beside_an_octa500_tree_is_read_as_itself(tmp_path):
     write_folder(tmp_path / "ROSSA", n=3, seed=1, size=48, layout="split", progress=False)
     assert isinstance(open_dataset(tmp_path / "ROSSA"), FolderDataset)
     assert isinstance(open_dataset(tmp_path / "OCTA_3mm"), OCTA500) and isinstance(open_dataset(tmp_path), OCTA500)
+
+
+# ----------------------------------------------------------------------------- layouts as published, data that lies (issue 37)
+
+
+def test_rossa_as_published_reads_every_training_folder_and_says_what_it_skipped(tmp_path):
+    write_folder(tmp_path / "r", n=8, seed=3, size=64, layout="split", progress=False)
+    root = tmp_path / "r"
+    # ROSSA ships its training images in two folders, train_manual/ and train_sam/
+    (root / "train").rename(root / "train_manual")
+    shutil.copytree(root / "train_manual", root / "train_sam")
+    for folder in ("image", "label"):
+        for path in (root / "train_sam" / folder).iterdir():
+            path.rename(path.with_name("sam_" + path.name))
+    (root / "notes").mkdir()
+    (root / "notes" / "readme.txt").write_text("x")
+    index = open_dataset(root)
+    split = index.own_split()
+    manual = len(list((root / "train_manual" / "image").iterdir()))
+    assert len(split.train) == 2 * manual and split.val and split.test
+    assert len(index.ids) == len(split.train) + len(split.val) + len(split.test)
+    assert any("notes: not a split folder" in note for note in index.stray)  # said, not silently ignored
+
+
+def test_hidden_copies_and_files_that_are_no_files_are_never_read_as_scans(tmp_path, capsys):
+    write_folder(tmp_path / "f", n=4, seed=1, size=64, progress=False)
+    labels = tmp_path / "f" / "labels" / "RV"
+    for path in list(labels.iterdir()) + list((tmp_path / "f" / "images").iterdir()):
+        (path.parent / f"._{path.name}").write_bytes(b"\x00\x05\x16\x07 macOS resource fork")
+    assert main(["check-data", str(tmp_path / "f")]) == 0  # macOS's ._ copies: hidden, skipped by every reader
+    import os
+
+    os.mkfifo(tmp_path / "f" / "images" / "zz.png")
+    capsys.readouterr()
+    assert main(["check-data", str(tmp_path / "f")]) == 1  # refused at once, never opened (a FIFO would block)
+    assert "not a regular file" in capsys.readouterr().out
+
+
+def test_labels_that_lie_inverted_or_swapped_are_refused_and_true_ones_pass(tmp_path, capsys):
+    write_folder(tmp_path / "av", n=6, seed=2, projections=("OPL_BM", "ILM_OPL", "FULL"),
+                 tasks=("Capillary", "Artery", "Vein"), progress=False)
+    assert main(["check-data", str(tmp_path / "av")]) == 0
+    shutil.copytree(tmp_path / "av", tmp_path / "swapped")
+    labels = tmp_path / "swapped" / "labels"
+    (labels / "Artery").rename(labels / "tmp")
+    (labels / "Vein").rename(labels / "Artery")
+    (labels / "tmp").rename(labels / "Vein")
+    capsys.readouterr()
+    assert main(["check-data", str(tmp_path / "swapped")]) == 1
+    assert "look swapped" in capsys.readouterr().out
+    shutil.copytree(tmp_path / "av", tmp_path / "inverted")
+    for path in (tmp_path / "inverted" / "labels" / "Capillary").iterdir():
+        write_grey(path, np.where(read_grey(path) > 0, 0, 255).astype(np.uint8))
+    assert main(["check-data", str(tmp_path / "inverted")]) == 1
+    assert "inverted" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("size, suffix", [(48, ".png"), (304, ".jpg")])
+def test_correctly_oriented_labels_pass_on_small_and_jpeg_images_and_rotated_ones_do_not(tmp_path, size, suffix):
+    write_folder(tmp_path / "d", n=40, seed=0, size=size, tasks=("RV", "FAZ"), suffix=suffix, progress=False)
+    assert not open_dataset(tmp_path / "d").validate()
+    if size == 304:
+        for path in (tmp_path / "d" / "labels" / "RV").iterdir():
+            write_grey(path, np.rot90(read_grey(path)).copy())
+        assert any("orientation disagrees" in p for p in open_dataset(tmp_path / "d").validate())

@@ -82,7 +82,7 @@ def test_every_consumer_decodes_with_the_model_rule(setup):
 
 @pytest.mark.slow
 def test_train_and_evaluate_take_the_mask_rule_on_the_command_line(setup, tmp_path):
-    cmd = [sys.executable, "-m", "samocta", "train", "--data", str(setup / "data"), "--checkpoint", str(setup / "tiny.pth"),
+    cmd = [sys.executable, "-m", "samocta", "train", "--preset", "paper", "--data", str(setup / "data"), "--checkpoint", str(setup / "tiny.pth"),
            "--epochs", "1", "--batch-size", "4", "--device", "cpu", "--quiet", "--out", str(tmp_path / "cli"),
            "--preset", "reference_code"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
@@ -229,13 +229,35 @@ def test_an_adapter_loads_only_into_the_model_it_was_trained_with(setup, tmp_pat
     # an adapter from before the rule and task were recorded: refused unless the run's config says them
     tensors, meta = LoRASam.read_adapter(path)
     old = tmp_path / "old.safetensors"
-    save_safetensors(tensors, old, {k: v for k, v in meta.items() if k not in ("mask_rule", "task")})
+    save_safetensors(tensors, old, {k: v for k, v in meta.items() if k not in ("mask_rule", "task", "digest")})
     fresh = LoRASam(build_sam("tiny", ckpt), rank=4, alpha=8, task="FAZ")
     with pytest.raises(AdapterError, match=r"lacks \['mask_rule', 'task'\]"):
         fresh.load_adapter(old)
     fresh.load_adapter(old, defaults={"mask_rule": "most_confident", "task": "FAZ"})
     rebuilt = LoRASam.from_adapter(path, ckpt)
     assert (rebuilt.alpha, rebuilt.mask_rule, rebuilt.task) == (8.0, "most_confident", "FAZ")
+
+
+def test_an_adapter_is_untrusted_input_checked_before_a_model_is_built(setup, tmp_path):
+    from samocta.files import save_safetensors
+
+    ckpt = setup / "tiny.pth"
+    path = tmp_path / "a.safetensors"
+    LoRASam(build_sam("tiny", ckpt), rank=4, task="RV").save_adapter(path)
+    tensors, meta = LoRASam.read_adapter(path)
+    # edited after training, digest kept: another alpha, or the RV weights relabelled FAZ
+    for key, value in (("alpha", "400.0"), ("task", "FAZ")):
+        save_safetensors(tensors, tmp_path / "edited.safetensors", {**meta, key: value})
+        with pytest.raises(AdapterError, match="changed after training"):
+            LoRASam.from_adapter(tmp_path / "edited.safetensors", ckpt)
+    # written without a digest (by hand or by another tool): each field checked by training's own rules
+    bare = {k: v for k, v in meta.items() if k != "digest"}
+    for key, value, said in (("rank", "0", "rank"), ("rank", "100000", "rank"), ("dropout", "2", "dropout"),
+                             ("task", "Retina", "task"), ("mask_rule", "bogus", "mask_rule"), ("image_size", "0x0", "image_size"),
+                             ("img_size", "100", "input_size"), ("fov_mm", "nan", "fov_mm"), ("alpha", "-1", "alpha")):
+        save_safetensors(tensors, tmp_path / "bad.safetensors", {**bare, key: value})
+        with pytest.raises(AdapterError, match=said):
+            LoRASam.from_adapter(tmp_path / "bad.safetensors", ckpt)
 
 
 def test_official_types_need_a_checkpoint_said_out_loud(setup, tmp_path, monkeypatch):
@@ -245,7 +267,7 @@ def test_official_types_need_a_checkpoint_said_out_loud(setup, tmp_path, monkeyp
 
     with pytest.raises(CheckpointError, match="--checkpoint: a path to the official sam_vit_b_01ec64.pth.*'download'.*'random'"):
         TrainConfig(model="vit_b")
-    done = subprocess.run([sys.executable, "-m", "samocta", "train", "--data", str(setup / "data"), "--model", "vit_h",
+    done = subprocess.run([sys.executable, "-m", "samocta", "train", "--preset", "paper", "--data", str(setup / "data"), "--model", "vit_h",
                            "--out", str(tmp_path / "x")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 1 and done.stderr.startswith("error: --model vit_h needs --checkpoint")
     assert "Traceback" not in done.stderr and not (tmp_path / "x").exists()

@@ -30,7 +30,7 @@ def _config(setup: Path, out: Path, **kw) -> TrainConfig:
 
 
 def _cli(setup: Path, out: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "samocta", "train", "--data", str(setup / "data"), "--task", "FAZ", "--checkpoint",
+    return [sys.executable, "-m", "samocta", "train", "--preset", "paper", "--data", str(setup / "data"), "--task", "FAZ", "--checkpoint",
             str(setup / "tiny.pth"), "--epochs", "4", "--batch-size", "1", "--seed", "2", "--device", "cpu", "--out", str(out),
             "--quiet", *extra]
 

@@ -24,8 +24,8 @@ the folders. Labels are checked as they are read (binary, grey, the image's size
 
 from __future__ import annotations
 
-import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -35,7 +35,8 @@ import numpy as np
 from samocta.data.channels import fill_channels, resolve_channels
 from samocta.data.ids import sorted_ids
 from samocta.data.imageio import FOLDER_SUFFIXES, image_size, read_image
-from samocta.data.octa500 import TASK_FOLDERS, TASKS, Sample, fov_label
+from samocta.files import UnreadableFileError, read_json
+from samocta.data.octa500 import TASK_FOLDERS, TASKS, Sample, check_fov_mm, fov_label
 from samocta.data.reading import label_checks, read_label, read_or_raise
 from samocta.errors import DatasetError
 
@@ -53,7 +54,8 @@ DATASET_KEYS = ("name", "fov_mm", "projections", "tasks", "split", "synthetic")
 IMAGE_DIRS = ("images", "image")
 LABEL_DIRS = ("labels", "label")
 # split folder name -> part (ROSSA and the public copy say "val"; others "valid" or "validation")
-PART_DIRS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+PART_DIRS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val", "test": "test",
+             "testing": "test"}
 UNNAMED_ONE = "enface"  # a grey image's projection when dataset.json does not name it
 UNNAMED_THREE = ("R", "G", "B")  # an RGB image's three, likewise
 _TASK_NAMES = {**{t.lower(): t for t in TASKS}, **{folder.lower(): t for t, folder in TASK_FOLDERS.items()}}
@@ -65,7 +67,11 @@ def _images(folder: Path) -> tuple[dict[str, Path], list[str], list[str]]:
     files: dict[str, Path] = {}
     problems, notes = [], []
     for path in sorted(folder.iterdir()):
-        if path.name.startswith(".") or path.is_dir():
+        if path.name.startswith(".") or path.is_dir():  # hidden files (macOS's ._ copies among them) are no scans
+            continue
+        if path.suffix.lower() in FOLDER_SUFFIXES and not path.is_file():
+            problems.append(f"{path}: named like an image but not a regular file (a link to nothing, a FIFO, a device); "
+                            "replace it with the image file")
             continue
         if path.suffix.lower() not in FOLDER_SUFFIXES:
             notes.append(f"{path}: not an image ({', '.join(FOLDER_SUFFIXES)}); ignored")
@@ -82,15 +88,29 @@ def _subfolders(folder: Path) -> list[Path]:
 
 
 def _has_images(folder: Path) -> bool:
-    return any(p.is_file() and p.suffix.lower() in FOLDER_SUFFIXES for p in folder.iterdir())
+    return any(p.suffix.lower() in FOLDER_SUFFIXES and not p.name.startswith(".") and p.is_file() for p in folder.iterdir())
+
+
+def split_part(name: str) -> str | None:
+    """The part of the split a folder's name says: "train", "val", "test" or None.
+
+    ``train``/``val``/``test`` and their long forms, or such a word followed by ``_``, ``-`` or a
+    space and more (ROSSA's ``train_manual`` and ``train_sam`` are both training data)."""
+    head = re.split(r"[_\- ]", name.lower(), maxsplit=1)[0]
+    return PART_DIRS.get(head)
+
+
+def split_folders(folder: Path) -> list[tuple[str, Path]]:
+    """The split folders of ``folder``: ``(part, path)`` of each subfolder ``split_part`` names, in name order."""
+    return [(part, sub) for sub in _subfolders(folder) if (part := split_part(sub.name)) is not None]
 
 
 def _is_dataset(folder: Path) -> bool:
     """Whether ``folder`` holds an image folder, or split folders that each do."""
     if any((folder / d).is_dir() for d in IMAGE_DIRS):
         return True
-    parts = [folder / d for d in PART_DIRS if (folder / d).is_dir()]
-    return bool(parts) and all(any((p / d).is_dir() for d in IMAGE_DIRS) for p in parts)
+    parts = split_folders(folder)
+    return bool(parts) and all(any((p / d).is_dir() for d in IMAGE_DIRS) for _, p in parts)
 
 
 def find_dataset(root: Path) -> tuple[Path, bool]:
@@ -171,10 +191,14 @@ class FolderDataset:
         self.fov_mm = self._fov_mm(fov_mm, meta.get("fov_mm"), problems)
         self.fov = fov_label(self.fov_mm)
         named_task = self._named_task(meta, label_task, problems)
-        part_dirs = {PART_DIRS[d]: self.root / d for d in PART_DIRS if (self.root / d).is_dir()} if not bare else {}
+        part_dirs = split_folders(self.root) if not bare else []
         if part_dirs and any((self.root / d).is_dir() for d in IMAGE_DIRS):
-            problems.append(f"{self.root}: holds both an images folder and split folders ({', '.join(part_dirs)}); keep one form")
-        self.parts = [self._scan_part(name, folder, named_task, problems, bare) for name, folder in part_dirs.items()] or [
+            problems.append(f"{self.root}: holds both an images folder and split folders "
+                            f"({', '.join(p.name for _, p in part_dirs)}); keep one form")
+        if part_dirs:  # what lies beside the split folders is not read: said, never silently
+            self.stray += [f"{sub}: not a split folder (train*, val*, test*); skipped" for sub in _subfolders(self.root)
+                           if split_part(sub.name) is None]
+        self.parts = [self._scan_part(name, folder, named_task, problems, bare) for name, folder in part_dirs] or [
             self._scan_part(None, self.root, named_task, problems, bare)]
         self._check_parts(problems)
         self.projections = self._projections(meta, problems)
@@ -188,7 +212,8 @@ class FolderDataset:
         self._index = {sid: part for part in self.parts for stems in part.images.values() for sid in stems}
         self.ids = sorted_ids(self._index)
         self._split = self._read_split(meta, part_dirs, problems)
-        self._size = self._check_sizes(problems)
+        # a plain folder of scans (what predict reads, no labels) may mix sizes: each scan is shown on its own
+        self._size = self._check_sizes(problems) if not bare else None
         if not self.ids and not problems:
             problems.append(f"no images under {self.root} ({', '.join(FOLDER_SUFFIXES)})")
         if problems:
@@ -203,9 +228,10 @@ class FolderDataset:
         if not path.is_file():
             return {}
         try:
-            meta = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            problems.append(f"{path}: unreadable JSON ({exc})")
+            meta = read_json(path, "dataset.json", "write it as JSON (see 'Using your own data'), or remove it",
+                             max_bytes=16 << 20)
+        except (OSError, UnreadableFileError) as exc:
+            problems.append(str(exc))
             return {}
         if not isinstance(meta, dict):
             problems.append(f"{path}: expected an object with some of {', '.join(DATASET_KEYS)}")
@@ -221,9 +247,13 @@ class FolderDataset:
 
     def _fov_mm(self, given: float | None, recorded: object, problems: list[str]) -> float | None:
         path = self.root / DATASET_JSON
-        if recorded is not None and (isinstance(recorded, bool) or not isinstance(recorded, (int, float)) or not 0 < recorded <= 50):
-            problems.append(f"{path}: fov_mm must be the scans' width in mm (above 0, at most 50); got {recorded!r}")
-            recorded = None
+        if recorded is not None:
+            try:  # a JSON number (text such as "3" is not one)
+                recorded = check_fov_mm(recorded if isinstance(recorded, (int, float)) else f"{recorded!r} (text)",
+                                        f"{path}: fov_mm")
+            except DatasetError as exc:
+                problems.append(str(exc))
+                recorded = None
         if given is not None and recorded is not None and abs(float(given) - float(recorded)) > 1e-9:
             problems.append(f"--fov-mm {given:g} disagrees with {path} (fov_mm {recorded:g}); give one of them")
         value = given if given is not None else recorded
@@ -344,13 +374,13 @@ class FolderDataset:
             return tuple(named)
         return (UNNAMED_ONE,) if count == 1 else UNNAMED_THREE
 
-    def _read_split(self, meta: dict, part_dirs: dict, problems: list[str]) -> "Split | None":
+    def _read_split(self, meta: dict, part_dirs: list, problems: list[str]) -> "Split | None":
         from samocta.data.splits import Split
 
         raw = meta.get("split")
         path = self.root / DATASET_JSON
         if raw is not None and part_dirs:
-            problems.append(f"{path}: a split beside split folders ({', '.join(part_dirs)}); give one of them")
+            problems.append(f"{path}: a split beside split folders ({', '.join(p.name for _, p in part_dirs)}); give one of them")
             return None
         if raw is not None:
             unknown = sorted(set(raw) - {"train", "val", "test"})

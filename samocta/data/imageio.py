@@ -53,6 +53,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     """
     path = Path(path)
     if not path.is_file():
+        if path.exists():  # a FIFO or a device would block or stream for ever
+            raise DatasetError(f"{path}: not a regular file (a FIFO, a device, a folder); replace it with the image file")
         raise DatasetError(f"missing file: {path}")
     try:
         with Image.open(path) as img:

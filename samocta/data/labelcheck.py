@@ -43,6 +43,10 @@ def dihedral(array: np.ndarray, i: int) -> np.ndarray:
     return t[:, ::-1] if i >= 4 else t
 
 
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum()) / max(1, int((a | b).sum()))
+
+
 def faz_problems(label: np.ndarray, projection: np.ndarray | None, layer: str = "ILM_OPL") -> list[str]:
     """What is wrong with a FAZ label: not one central region, or not on the dark centre of a projection.
 
@@ -69,7 +73,10 @@ def faz_problems(label: np.ndarray, projection: np.ndarray | None, layer: str = 
         image_mean = float(projection.mean()) + 1e-6
         # the FAZ is the dark, vessel-free centre: as stored, the label should sit on the darkest place
         contrast = [1 - float(projection[dihedral(label, i)].mean()) / image_mean for i in range(len(DIHEDRAL))]
-        best = int(np.argmax(contrast))
+        # only transforms that move the label off itself can say it is mis-oriented: a round, centred
+        # FAZ is its own rotation, and which copy of it is a shade darker is noise (small or JPEG images)
+        moved = [i for i in range(1, len(DIHEDRAL)) if _iou(dihedral(label, i), label) < 0.8]
+        best = max(moved, key=lambda i: contrast[i], default=0)
         if best != 0 and contrast[best] >= 0.3 and contrast[best] - contrast[0] >= 0.05:
             problems.append(
                 f"the FAZ label lies on the dark centre of {layer} only after '{DIHEDRAL[best]}' (contrast "

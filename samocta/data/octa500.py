@@ -75,6 +75,51 @@ def pixel_size_um(fov: str | float, size: int | None = None) -> float:
     return float(fov) * 1000.0 / size
 
 
+# The scan widths the package takes, in mm: OCTA scans run from 2 x 2 mm to the 12 x 12 and 15 x 15 mm
+# of wide-field devices; a width outside this range is a typo (or the height in pixels), and would
+# resample every scan to a few pixels or to gigabytes.
+FOV_MM_RANGE = (1.0, 20.0)
+
+
+def check_fov_mm(value: object, where: str) -> float | None:
+    """A scan width in mm from an option, a ``dataset.json`` or an adapter's metadata, checked.
+
+    Args:
+        value: the width (a number, or text that reads as one), or None (unknown).
+        where: what gave it, for the message ("--fov-mm", "<path>: fov_mm", ...).
+
+    Returns:
+        the width as a float, or None.
+
+    Raises:
+        DatasetError: not a finite number within ``FOV_MM_RANGE``.
+    """
+    from samocta.errors import DatasetError
+
+    if value is None:
+        return None
+    lo, hi = FOV_MM_RANGE
+    try:
+        width = float(value) if not isinstance(value, bool) else float("nan")
+    except (TypeError, ValueError):
+        width = float("nan")
+    if not lo <= width <= hi:  # NaN fails both comparisons
+        raise DatasetError(f"{where} is the scans' width in mm, {lo:g} to {hi:g} (3 for a 3 x 3 mm scan); got {value!r}")
+    return width
+
+
+def fov_mm_option(text: str) -> float:
+    """``argparse`` type of every ``--fov-mm``: ``check_fov_mm`` at parse time, before any work."""
+    import argparse
+
+    from samocta.errors import DatasetError
+
+    try:
+        return check_fov_mm(text, "--fov-mm")
+    except DatasetError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("--fov-mm is ")) from None
+
+
 def fov_label(fov_mm: float | None) -> str:
     """How tables name a field of view: "3M" for 3 mm (OCTA-500's name), "4.5M" for 4.5 mm, "unknown"."""
     return "unknown" if fov_mm is None else f"{fov_mm:g}M"

@@ -102,15 +102,58 @@ def label_checks(
     for task in VESSEL_TASKS:
         if task in labels and labels[task].any():
             scores = orientation_scores(projections[layer], labels[task])
+            # vessels are bright in OCTA: a capillary label on the dark pixels is inverted (the other tasks'
+            # inverted labels cover far more than their share and are refused for it; their thin labels on
+            # small images can correlate slightly negatively and prove nothing)
+            if task == "Capillary" and scores["identity"] <= -0.15:
+                problems.append(f"{path_of(task)}: the {task} label lies on the dark pixels of {path_of(layer)} "
+                                f"(r={scores['identity']:.2f}); vessels are bright in OCTA: is it inverted (foreground "
+                                "and background swapped)?")
+                continue
             best = max(scores, key=scores.get)
-            # a clear winner only: labels too thin to see in the image (r ~ 0) prove nothing
-            if best != "identity" and scores[best] >= 0.15 and scores[best] - scores["identity"] >= 0.1:
+            # a clear winner only: a rotated 3M label scores about 0.5 after the right turn and 0 as stored,
+            # while labels too thin to see in a small image reach 0.15 after some turn by chance
+            if best != "identity" and scores[best] >= 0.25 and scores[best] - scores["identity"] >= 0.2:
                 problems.append(
                     f"{path_of(task)}: label orientation disagrees with {path_of(layer)}: the label matches the "
                     f"image best after '{best}' (r={scores[best]:.2f}) rather than as stored (r={scores['identity']:.2f}); "
                     "some copies of the 3 mm data are rotated by 90 degrees: re-orient the labels or the projections"
                 )
+    if all(t in labels and labels[t].any() for t in ("Artery", "Vein")):
+        problems += swapped_av(labels, projections.get(faz_layer) if faz_layer else None, path_of, fov_mm)
     return problems
+
+
+# A sign that artery and vein labels were swapped: only arteries have a capillary-free zone beside them
+# (20-40 µm), so the inner retina is darker beside an artery than beside a vein (beside the synthetic
+# arteries 0.74-0.88 times as bright). Read only where pixels resolve that zone (at most 15 µm, the width
+# in mm known), with a margin correct labels stay inside. (Widths were tried too: arteries are about
+# 0.7 times as wide as veins, but on small or coarse labels the ratio is noise.)
+SWAP_RING_RATIO = 1.1
+RING_UM = 30.0
+
+
+def swapped_av(labels: Mapping[str, np.ndarray], projection: np.ndarray | None, path_of: Callable[[str], Path],
+               fov_mm: float | None = None) -> list[str]:
+    """A problem if the artery and vein labels look swapped: the inner retina clearly brighter beside
+    the arteries than beside the veins (see ``SWAP_RING_RATIO``)."""
+    from scipy import ndimage
+
+    artery, vein = labels["Artery"], labels["Vein"]
+    pixel_um = fov_mm * 1000.0 / artery.shape[1] if fov_mm else None
+    if projection is None or projection.shape != artery.shape or pixel_um is None or pixel_um > 15:
+        return []
+    near = ndimage.binary_dilation(artery | vein, iterations=1)
+    steps = max(2, round(RING_UM / pixel_um))
+    beside = [ndimage.binary_dilation(lab, iterations=steps) & ~near for lab in (artery, vein)]
+    if any(b.sum() < 20 for b in beside):
+        return []
+    ring = float(projection[beside[0]].mean()) / max(float(projection[beside[1]].mean()), 1e-6)
+    if ring <= SWAP_RING_RATIO:
+        return []
+    return [f"{path_of('Artery')} and {path_of('Vein')}: the two labels look swapped (the inner retina is {ring:.2f} times "
+            "as bright beside the arteries as beside the veins; arteries have the darker, capillary-free zone beside "
+            "them): swap the two folders if so"]
 
 
 def read_or_raise(

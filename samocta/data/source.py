@@ -15,7 +15,7 @@ from typing import Sequence, Union
 
 from samocta.data.channels import AUTO, ChannelsError, check_adapter_channels, parse_channels
 from samocta.data.folder import FolderDataset
-from samocta.data.octa500 import FOV_MM, LAYERS, OCTA500, octa500_fovs
+from samocta.data.octa500 import FOV_MM, LAYERS, OCTA500, check_fov_mm, octa500_fovs
 from samocta.errors import DatasetError
 
 Dataset = Union[OCTA500, FolderDataset]
@@ -44,6 +44,7 @@ def open_dataset(
             options that contradict the data.
     """
     root = Path(root).expanduser()
+    fov_mm = check_fov_mm(fov_mm, "--fov-mm")
     if not root.is_dir():
         raise DatasetError(f"dataset root does not exist or is not a folder: {root}")
     fovs = octa500_fovs(root)
@@ -85,9 +86,14 @@ def open_for_adapter(
 
 
 def dataset_slug(index: Dataset) -> str:
-    """A short file-name-safe name of a dataset (``results-on-<slug>.csv``): its folder and FoV."""
+    """A short file-name-safe name of a dataset (``results-on-<slug>.csv``): its folder's name and FoV,
+    then 8 hex digits of its resolved place, so two datasets in folders of one name (siteA/scans,
+    siteB/scans) never share a result file."""
+    import hashlib
+
     base = index.root.name if index.kind == "folder" else f"{Path(index.root).name}-{index.fov}"
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", base).strip("_") or "data"
+    place = hashlib.sha256(f"{Path(index.where).resolve()}|{index.fov}".encode()).hexdigest()[:8]
+    return f"{re.sub(r'[^A-Za-z0-9._-]+', '_', base).strip('_') or 'data'}-{place}"
 
 
 def same_dataset(a: Dataset, b: Dataset) -> bool:

@@ -16,7 +16,7 @@ import numpy as np
 
 from samocta.data.ids import SampleId, sorted_ids
 from samocta.errors import DatasetError
-from samocta.files import atomic_write_text
+from samocta.files import atomic_write_text, read_json
 
 # IPN-V2 ranges, used by most OCTA-500 papers since (octa500.md section 9).
 _STANDARD = {
@@ -52,13 +52,15 @@ class Split:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "Split":
         """Read a split written by ``to_json``."""
+        if not Path(path).exists():
+            raise DatasetError(f"missing split file: {path}")
         try:
-            raw = json.loads(Path(path).read_text())
+            raw = read_json(path, "split file", "restore it, or start afresh in another --out", max_bytes=16 << 20)
             # OCTA-500's ids are numbers, a folder dataset's are its file stems: each kept as written
             return cls(name=str(raw["name"]), **{k: [_id(i) for i in raw[k]] for k in ("train", "val", "test")})
         except FileNotFoundError as exc:
             raise DatasetError(f"missing split file: {path}") from exc
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise DatasetError(f"{path}: not a split file (expected keys name, train, val, test): {exc}") from exc
 
 

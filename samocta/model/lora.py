@@ -32,6 +32,74 @@ ADAPTER_KEYS = ("model_type", "rank", "alpha", "dropout", "train_decoder", "mask
 TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size", "fov_mm", "channels", "dataset")
 
 
+def adapter_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
+    """SHA-256 of an adapter's metadata (but its own ``digest``) and tensors (names, dtypes, shapes, bytes).
+
+    Written into the adapter by ``save_adapter``: an adapter whose metadata or weights were edited
+    afterwards (another alpha, another task on the same weights) no longer matches it and is refused.
+    """
+    import hashlib
+
+    h = hashlib.sha256()
+    for key in sorted(metadata):
+        if key != "digest":
+            h.update(f"{key}={metadata[key]}\n".encode())
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def check_adapter_metadata(meta: dict[str, str], path: str | os.PathLike) -> None:
+    """Check an adapter's metadata by the training configuration's own rules, before a model is built from it.
+
+    Raises:
+        AdapterError: a field no training writes (a rank of 0 or 100,000, dropout 2, task "Retina",
+            an image size "0x0", a width in mm out of range ...), naming the file and the field.
+    """
+    import re
+
+    from samocta.config import TrainConfig
+    from samocta.data.channels import parse_channels
+    from samocta.data.octa500 import FOVS, check_fov_mm
+    from samocta.prompts import MODES
+
+    def refuse(what: str) -> AdapterError:
+        return AdapterError(f"{path}: the adapter's metadata is not what a training writes ({what}); use the adapter as its "
+                            "training wrote it")
+
+    try:
+        fields = dict(model=meta["model_type"], rank=int(meta["rank"]), alpha=float(meta["alpha"]),
+                      lora_dropout=float(meta["dropout"]),
+                      train_decoder={"True": True, "False": False}[meta["train_decoder"]], mask_rule=meta["mask_rule"],
+                      task=meta["task"] or "FAZ", input_size=int(meta["img_size"]) if meta.get("img_size") else None,
+                      checkpoint="random")
+    except KeyError as exc:
+        raise refuse(f"{exc.args[0]!r} missing or not a known value") from None
+    except ValueError as exc:
+        raise refuse(str(exc)) from None
+    if fields["model"] == "tiny" and fields["input_size"] is None:
+        fields.pop("input_size")
+    try:
+        TrainConfig(**fields)
+        if meta.get("fov_mm"):
+            check_fov_mm(meta["fov_mm"], "fov_mm")
+        parse_channels(meta.get("channels") or "auto")
+    except Exception as exc:  # the config's and data's own refusals, each naming the field
+        if not isinstance(exc, (ValueError, RuntimeError)):
+            raise
+        raise refuse(str(exc)) from None
+    size = meta.get("image_size")
+    if size is not None and not (re.fullmatch(r"(\d{2,4})x(\d{2,4})", size)
+                                 and all(16 <= int(v) <= 2048 for v in size.split("x"))):
+        raise refuse(f"image_size {size!r}: the training images' H x W, 16 to 2048 px a side")
+    if meta.get("fov") and meta["fov"] not in FOVS and not re.fullmatch(r"unknown|\d{1,2}(\.\d+)?M", meta["fov"]):
+        raise refuse(f"fov {meta['fov']!r}: one of {', '.join(FOVS)}, a width such as 4.5M, or unknown")
+    if meta.get("prompt_mode") and meta["prompt_mode"] not in MODES:
+        raise refuse(f"prompt_mode {meta['prompt_mode']!r}: one of {', '.join(MODES)}")
+
+
 class LoRALinear(nn.Module):
     """A frozen fused ``qkv`` Linear with low-rank updates on its q and v thirds.
 
@@ -172,6 +240,7 @@ class LoRASam(PromptableSam):
             "train_decoder": str(self.train_decoder),
             "mask_rule": self.mask_rule,
             "task": self.task or "",
+            "img_size": str(self.img_size),
             "base_sha256": self.base_sha256 or "",
             "samocta_version": __version__,
             **self.trained_with,
@@ -183,7 +252,8 @@ class LoRASam(PromptableSam):
 
         if any(layer.merged for layer in self.lora_layers):
             raise AdapterError("unmerge() the LoRA layers before saving the adapter")
-        save_safetensors(self.adapter_state_dict(), path, metadata=self.adapter_metadata())
+        tensors, meta = self.adapter_state_dict(), self.adapter_metadata()
+        save_safetensors(tensors, path, metadata={**meta, "digest": adapter_digest(tensors, meta)})
 
     @staticmethod
     def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
@@ -199,6 +269,9 @@ class LoRASam(PromptableSam):
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         except Exception as exc:
             raise AdapterError(f"{path}: not a readable safetensors adapter ({exc})") from exc
+        if "digest" in meta and adapter_digest(tensors, meta) != meta["digest"]:
+            raise AdapterError(f"{path}: its metadata or weights were changed after training (they no longer match the "
+                               "digest it was written with); use the adapter as its training wrote it")
         return tensors, meta
 
     @classmethod
@@ -218,9 +291,12 @@ class LoRASam(PromptableSam):
         missing = [k for k in ADAPTER_KEYS if k not in meta]
         if missing:
             raise AdapterError(f"{path}: the adapter's metadata lacks {missing}; it cannot say which model it belongs to")
+        check_adapter_metadata(meta, path)
         weights, sha = resolve_checkpoint(meta["model_type"], checkpoint)
+        # adapters written before the input side was recorded ran at the tiny SAM's default side
+        size = int(meta["img_size"]) if meta.get("img_size") and meta["model_type"] == "tiny" else None
         model = cls(
-            build_sam(meta["model_type"], weights, pretrained=weights is not None), int(meta["rank"]), float(meta["alpha"]),
+            build_sam(meta["model_type"], weights, pretrained=weights is not None, img_size=size), int(meta["rank"]), float(meta["alpha"]),
             float(meta["dropout"]), meta["train_decoder"] == "True", base_sha256=sha, mask_rule=meta["mask_rule"],
             task=meta["task"] or None,
         )
@@ -231,8 +307,8 @@ class LoRASam(PromptableSam):
     def load_adapter(self, path: str | os.PathLike, defaults: dict[str, str] | None = None) -> dict[str, str]:
         """Load an adapter saved by ``save_adapter``; refuse one that does not fit this model.
 
-        Refused: another model type, rank, alpha, dropout, decoder setting, mask rule, task or
-        base checkpoint, and any load into merged LoRA layers (the update would be applied twice).
+        Refused: another model type, rank, alpha, dropout, decoder setting, mask rule, task, input
+        side or base checkpoint, and any load into merged LoRA layers (the update would be applied twice).
 
         Args:
             path: the adapter file.
@@ -251,6 +327,7 @@ class LoRASam(PromptableSam):
             raise AdapterError(
                 f"{path}: the adapter's metadata lacks {missing}; pass them as defaults (e.g. from the run's config.json)"
             )
+        check_adapter_metadata(meta, path)
         mine = self.adapter_metadata()
         if meta["model_type"] != self.model_type:
             raise AdapterError(f"{path} was made for {meta['model_type']}, this model is {self.model_type}")
@@ -258,7 +335,7 @@ class LoRASam(PromptableSam):
         for key in ("rank", "alpha", "dropout"):
             if float(meta[key]) != float(mine[key]):
                 differ.append(f"{key} {meta[key]} (this model: {mine[key]})")
-        for key in ("train_decoder", "mask_rule", "task"):
+        for key in ("train_decoder", "mask_rule", "task") + (("img_size",) if meta.get("img_size") else ()):
             if meta[key] != mine[key]:
                 differ.append(f"{key} {meta[key] or 'none'!r} (this model: {mine[key] or 'none'!r})")
         if differ:
@@ -321,7 +398,8 @@ def build_model(config, device: str | torch.device | None = None):
         config's LoRA settings, mask rule and task.
     """
     weights, sha = resolve_checkpoint(config.model, config.checkpoint)
-    sam = build_sam(config.model, weights, pretrained=weights is not None)
+    size = getattr(config, "input_size", None)
+    sam = build_sam(config.model, weights, pretrained=weights is not None, img_size=size if config.model == "tiny" else None)
     model = LoRASam(sam, config.rank, config.alpha, config.lora_dropout, config.train_decoder, base_sha256=sha,
                     mask_rule=config.mask_rule, task=config.task)
     model.trained_with = {"prompt_mode": config.prompt_mode, "no_prompt_fraction": str(config.no_prompt_fraction),
