@@ -150,11 +150,14 @@ def _predict(args: argparse.Namespace) -> int:
     if not 0 <= args.review_rate <= 1:
         raise PredictError(f"--review-rate is the share of the scans flagged for review, 0 to 1; got {args.review_rate}")
     model = load_model(args.adapter, args.checkpoint, args.device)
+    faz_model = load_model(args.faz_adapter, args.checkpoint, args.device) if args.faz_adapter else None
     print(f"segmenting {model.task} in {args.input} with {args.adapter} ({args.prompts} prompts) into {args.out}", file=sys.stderr)
     table = predict_scans(model, args.input, args.out, args.prompts, ids=ids, fov=args.fov, threshold=args.threshold,
-                          overwrite=args.overwrite, progress=not args.quiet, fov_mm=args.fov_mm, review_rate=args.review_rate)
+                          overwrite=args.overwrite, progress=not args.quiet, fov_mm=args.fov_mm, review_rate=args.review_rate,
+                          eye=args.eye, faz_model=faz_model, report=args.report)
     task = model.task
-    print(f"wrote {len(table)} {task} mask(s) and overlays to {args.out}, measurements to {args.out}/measurements.csv")
+    print(f"wrote {len(table)} {task} mask(s) and overlays to {args.out}, measurements to {args.out}/measurements.csv"
+          + (f", the report to {args.out}/report.html" if args.report else ""))
     flagged = table[table["review"]]
     if len(flagged):
         print(f"to review (the {len(flagged)} of lowest quality, --review-rate {args.review_rate}): "
@@ -320,7 +323,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(func=_evaluate)
 
-    p = sub.add_parser("predict", help="segment scans without labels with a fine-tuned adapter; masks, overlays, measurements")
+    from samocta.measure import columns_text
+
+    p = sub.add_parser("predict", help="segment scans without labels with a fine-tuned adapter; masks, overlays, measurements",
+                       formatter_class=argparse.RawDescriptionHelpFormatter,
+                       epilog="the columns of measurements.csv:\n" + columns_text(96))
     p.add_argument("--adapter", required=True, help="an adapter file, or a run or fold folder (its best adapter)")
     p.add_argument("--checkpoint", default=None, help="the base checkpoint for the official models (a path or 'download')")
     p.add_argument("--input", required=True,
@@ -340,6 +347,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--review-rate", type=float, default=0.1,
                    help="the share of the scans flagged review=True in measurements.csv, those of lowest quality "
                         "(agreement of the mask with its mirrored and other-prompt variations); default: 0.1")
+    p.add_argument("--eye", choices=("auto", "OD", "OS"), default="auto",
+                   help="the eye of every scan, which names the ETDRS grid's nasal and temporal sectors; auto: OD or OS "
+                        "in each file name, else unknown (sectors named right and left); default: auto")
+    p.add_argument("--faz-adapter", default=None,
+                   help="a FAZ adapter (file or run folder): each scan's FAZ, segmented prompt-free, centres the ETDRS "
+                        "grid and gives the FD-300; without it the grid is centred on the image")
+    p.add_argument("--report", action="store_true",
+                   help="also write report/<id>.png (overlay, ETDRS grid, the numbers) and report.html, flagged scans first")
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_predict)

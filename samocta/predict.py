@@ -274,6 +274,9 @@ def predict_scans(
     fov_mm: float | None = None,
     review_rate: float = 0.1,
     seed: int = 0,
+    eye: str = "auto",
+    faz_model: "LoRASam | None" = None,
+    report: bool = False,
 ) -> "pd.DataFrame":
     """What ``python -m samocta predict`` does: every scan of ``source`` segmented, its mask and overlay
     written under ``out`` (``write_outputs``), and ``out/measurements.csv`` (``samocta.measure``).
@@ -293,11 +296,18 @@ def predict_scans(
         overwrite: replace existing outputs (otherwise refused).
         review_rate: the share of the scans flagged ``review`` (lowest quality first; ``samocta.quality``).
         seed: of the automatic prompts' draws.
+        eye: "OD", "OS" (every scan), or "auto": the OD / OS a scan's file name holds, else unknown
+            (the ETDRS sectors then named by image side).
+        faz_model: a FAZ adapter (``load_model``): each scan's FAZ, segmented prompt-free, centres the
+            ETDRS grid and gives the FD-300 of a vessel task (without it: the image centre, no FD-300).
+        report: also write ``report/<id>.png`` (the overlay with the grid and the numbers) and
+            ``report.html`` listing them, the scans flagged for review first (``samocta.scan_report``).
 
     Returns:
-        the measurements table, one row per subject: its measurements, an interval of the headline
-        one over the quality variations (``faz_area_mm2_low`` / ``_high``, or the vessels' area
-        density), ``predicted_iou``, ``agreement``, ``quality`` and ``review``.
+        the measurements table, one row per subject, its columns as ``samocta.measure.COLUMNS`` says:
+        whole-image measurements, the regional ones (where the width in mm is known), an interval of
+        the headline one over the quality variations, ``predicted_iou``, ``agreement``, ``quality``
+        and ``review``.
     """
     from samocta.data.octa500 import octa500_fovs
     from samocta.files import folder_lock
@@ -312,6 +322,14 @@ def predict_scans(
     channels = adapter_channels(model)
     if not 0 <= review_rate <= 1:
         raise PredictError(f"--review-rate is the share of the scans flagged for review, 0 to 1; got {review_rate}")
+    if eye not in ("auto", "OD", "OS"):
+        raise PredictError(f"--eye is OD (right), OS (left) or auto (from each file name); got {eye!r}")
+    if faz_model is not None:
+        if faz_model.task != "FAZ":
+            raise PredictError(f"--faz-adapter must be a FAZ adapter; this one segments {faz_model.task}")
+        if adapter_channels(faz_model) != channels:
+            raise PredictError(f"--faz-adapter was trained with channels {adapter_channels(faz_model)}, the adapter with "
+                               f"{channels}; give a FAZ adapter trained on the same projections")
     scans = read_scans(source, fov, ids, fov_mm, channels)
     frame = frame_of(model.trained_with)
     plans = {scan.id: plan_resampling(scan.image.shape[:2], scan.pixel_um, frame, f"subject {scan.id}") for scan in scans}
@@ -319,12 +337,29 @@ def predict_scans(
     # one writer per output folder, as a training has: a second prediction into it is refused while
     # this one runs, instead of both writing and one's measurements.csv replacing the other's
     with folder_lock(out, "a prediction"):
-        return _predict_into(model, scans, plans, clicks, out, prompts, threshold, overwrite, progress, review_rate, seed,
-                             channels)
+        table = _predict_into(model, scans, plans, clicks, out, prompts, threshold, overwrite, progress, review_rate, seed,
+                              channels, eye, faz_model)
+        if report:
+            from samocta.data.channels import parse_channels
+            from samocta.scan_report import write_report
+
+            write_report(out, table, {scan.id: scan.image for scan in scans}, parse_channels(channels))
+        return table
+
+
+def _segment(model: "LoRASam", scan: "Scan", threshold: float) -> np.ndarray:
+    """One scan's prompt-free mask from ``model`` (a second adapter's: the FAZ that centres the grid)."""
+    from samocta.evaluate import decode_prompt
+    from samocta.model.promptable import binarize
+    from samocta.views import scan_views
+
+    resampling, embeddings = scan_views(model, scan.image, scan.pixel_um, f"subject {scan.id}")
+    return binarize(decode_prompt(model, resampling, embeddings, "none", np.random.default_rng(0)), threshold)[0]
 
 
 def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out: Path, prompts: str, threshold: float,
-                  overwrite: bool, progress: bool, review_rate: float, seed: int, channels: str) -> "pd.DataFrame":
+                  overwrite: bool, progress: bool, review_rate: float, seed: int, channels: str, eye: str = "auto",
+                  faz_model: "LoRASam | None" = None) -> "pd.DataFrame":
     """``predict_scans`` past its checks, with the output folder held."""
     import pandas as pd
     from tqdm.auto import tqdm
@@ -332,6 +367,7 @@ def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out:
     from samocta.data.channels import channels_label, parse_channels
     from samocta.files import atomic_write_csv
     from samocta.measure import FOV_MM_HINT, measure, measure_pixels
+    from samocta.measure.regional import eye_of, regional_measures
     from samocta.quality import interval, review_flags, scan_quality
 
     task = model.task
@@ -362,9 +398,13 @@ def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out:
         measures = measured(mask)
         key = next(k for k in INTERVAL_MEASURES if k in measures)
         low, high = interval(measured, checked, key)
+        regional = {}
+        if scan.pixel_um is not None:  # the ETDRS grid is in mm
+            faz = _segment(faz_model, scan, threshold) if faz_model is not None and task != "FAZ" else None
+            regional = regional_measures(mask, task, scan.pixel_um, faz, eye_of(str(scan.id)) if eye == "auto" else eye)
         rows.append({"id": scan.id, "task": task, "size": f"{scan.image.shape[0]}x{scan.image.shape[1]}",
                      "pixel_um": scan.pixel_um, "channels": channels_label(names), "shown": plans[scan.id].describe(),
-                     "prompts": used, **measures, f"{key}_low": low, f"{key}_high": high,
+                     "prompts": used, **measures, **regional, f"{key}_low": low, f"{key}_high": high,
                      "predicted_iou": checked.predicted_iou, "agreement": checked.agreement, "quality": checked.quality})
     table = pd.DataFrame(rows)
     table["review"] = review_flags(table["quality"], review_rate)

@@ -84,3 +84,79 @@ def test_measure_takes_the_pixel_size_from_the_field_of_view():
         measure(mask, "Macula", "3M")
     with pytest.raises(InputError, match="NaN"):
         measure(np.full((8, 8), np.nan), "RV", "3M")
+
+
+# ----------------------------------------------------------------------------- regional measurements (issue 38)
+
+from samocta.measure.regional import (  # noqa: E402
+    box_counting_dimension,
+    eye_of,
+    faz_shape,
+    fd300,
+    place_grid,
+    regional_density,
+    regional_measures,
+)
+
+
+def _disk(shape, centre, radius):
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    return np.hypot(xx + 0.5 - centre[0], yy + 0.5 - centre[1]) < radius
+
+
+def test_a_uniform_texture_reads_equal_sectors_and_the_eye_names_them():
+    texture = np.random.default_rng(0).random((400, 400)) < 0.3
+    grid = place_grid(texture.shape, 6000 / 400, eye="OD")  # 6 x 6 mm: the perifoveal ring too
+    values = regional_density(texture, grid)
+    sectors = [v for k, v in values.items()
+               if k.startswith(("density_inner_", "density_outer_")) and k not in ("density_inner_pct", "density_outer_pct")]
+    assert len(sectors) == 8 and max(sectors) - min(sectors) < 2.5 and abs(np.mean(sectors) - 30) < 1
+    # OD: the nasal side is the image's right; OS: its left
+    right_half = np.zeros((400, 400), bool)
+    right_half[:, 200:] = True
+    od = regional_density(right_half, place_grid(right_half.shape, 15.0, eye="OD"))
+    os_ = regional_density(right_half, place_grid(right_half.shape, 15.0, eye="OS"))
+    assert od["density_inner_nasal_pct"] == 100 and od["density_inner_temporal_pct"] == 0
+    assert os_["density_inner_temporal_pct"] == 100 and os_["density_inner_nasal_pct"] == 0
+    unknown = regional_density(right_half, place_grid(right_half.shape, 15.0))
+    assert unknown["density_inner_right_pct"] == 100 and "density_inner_nasal_pct" not in unknown
+    # a 3 x 3 mm scan holds the centre and the parafoveal ring, not the perifoveal one
+    small = regional_density(texture[:304, :304], place_grid((304, 304), 3000 / 304))
+    assert "density_inner_superior_pct" in small and not any(k.startswith("density_outer") for k in small)
+    assert eye_of("scan_0001_OD") == "OD" and eye_of("12-os") == "OS" and eye_of("10301") is None
+
+
+def test_the_grid_sits_on_the_faz_centroid_when_there_is_one():
+    faz = _disk((304, 304), (120.5, 170.5), 25)
+    grid = place_grid(faz.shape, 3000 / 304, faz)
+    assert grid.centred_on == "FAZ centroid" and np.allclose(grid.centre, (120.5, 170.5), atol=0.05)
+    assert place_grid(faz.shape, 3000 / 304).centre == (152.0, 152.0)
+
+
+def test_fractal_dimensions_of_shapes_whose_answer_is_known():
+    assert box_counting_dimension(np.ones((256, 256), bool)) == pytest.approx(2.0, abs=1e-9)
+    line = np.zeros((256, 256), bool)
+    line[100, :] = True
+    assert box_counting_dimension(line) == pytest.approx(1.0, abs=1e-9)
+    carpet = np.ones((1, 1), bool)
+    for _ in range(5):
+        hole = np.zeros_like(carpet)
+        carpet = np.block([[carpet, carpet, carpet], [carpet, hole, carpet], [carpet, carpet, carpet]])
+    assert box_counting_dimension(carpet, [3**k for k in range(5)]) == pytest.approx(np.log(8) / np.log(3), abs=1e-6)
+    assert np.isnan(box_counting_dimension(np.zeros((64, 64), bool)))
+
+
+def test_fd300_of_a_ring_of_known_width_and_the_faz_shape():
+    pixel_um = 2.0  # fine pixels: the band's discretisation stays small
+    shape = (1200, 1200)
+    faz = _disk(shape, (600, 600), 250 / pixel_um)
+    vessels = _disk(shape, (600, 600), 400 / pixel_um) & ~faz  # every pixel of the 0-150 µm band, none beyond
+    expected = 100 * (400**2 - 250**2) / (550**2 - 250**2)
+    assert fd300(vessels, faz, pixel_um) == pytest.approx(expected, abs=0.5)
+    disk = faz_shape(faz, pixel_um)
+    assert disk["faz_axis_ratio"] == pytest.approx(1, abs=0.01) and disk["faz_acircularity"] == pytest.approx(1, abs=0.02)
+    yy, xx = np.mgrid[0:400, 0:400]
+    ellipse = ((xx - 200) / 120) ** 2 + ((yy - 200) / 60) ** 2 < 1
+    oval = faz_shape(ellipse, 10.0)
+    assert oval["faz_axis_ratio"] == pytest.approx(2, abs=0.02) and oval["faz_acircularity"] > 1.05
+    assert set(regional_measures(ellipse, "FAZ", 10.0)) >= {"faz_axis_ratio", "grid_centre", "eye"}

@@ -252,3 +252,40 @@ def test_evaluate_clicks_writes_curves_and_noc_and_agrees_with_the_session(run, 
     np.testing.assert_allclose(mine, curve.dice)
     assert main(["evaluate", "--run", str(result.run_dir), "--max-clicks", "3"]) == 1
     assert "add clicks to --modes" in capsys.readouterr().err
+
+
+def test_the_regional_report_is_the_same_numbers_from_the_cli_and_the_api_and_documents_every_column(run, tmp_path, capsys):
+    import re
+    from pathlib import Path
+
+    from samocta.measure import COLUMNS
+    from samocta.predict import load_model, predict_scans
+
+    root, result = run
+    # an RV adapter beside the FAZ one: its grid sits on the FAZ adapter's FAZ, with an FD-300
+    rv = TrainConfig(data=str(root / "data"), task="RV", checkpoint=str(root / "tiny.pth"), epochs=1, batch_size=4,
+                     out=str(root / "rv"), device="cpu")
+    rv_dir = train_fold(rv, progress=False).run_dir
+    args = ["predict", "--adapter", str(rv_dir), "--checkpoint", str(root / "tiny.pth"), "--input", str(root / "data"),
+            "--ids", "10301,10451,10452", "--eye", "OD", "--faz-adapter", str(result.run_dir), "--report", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "cli")]) == 0
+    table = pd.read_csv(tmp_path / "cli" / "measurements.csv")
+    assert set(table["grid_centre"]) == {"FAZ centroid"} and table["fd300_pct"].notna().all()
+    assert {"density_inner_nasal_pct", "density_inner_temporal_pct", "density_centre_pct", "fractal_dimension"} <= set(table)
+    # the Python API gives the same numbers, bit for bit
+    model = load_model(rv_dir, str(root / "tiny.pth"))
+    api = predict_scans(model, root / "data", tmp_path / "api", ids=["10301", "10451", "10452"], eye="OD", progress=False,
+                        faz_model=load_model(result.run_dir, str(root / "tiny.pth")))
+    pd.testing.assert_frame_equal(api.reset_index(drop=True), table, check_dtype=False, check_exact=True)
+    # the page lists every scan, flagged ones first, each figure on disk
+    page = (tmp_path / "cli" / "report.html").read_text()
+    shown = re.findall(r'src="report/([^"]+)\.png"', page)
+    assert sorted(shown) == sorted(str(i) for i in table["id"])
+    flagged = [str(i) for i in table.loc[table["review"], "id"]]
+    assert shown[: len(flagged)] == flagged and all((tmp_path / "cli" / "report" / f"{i}.png").stat().st_size > 0 for i in shown)
+    # every column is documented in one place, and the README and --help print that place
+    patterns = [re.compile("^" + re.escape(k).replace(re.escape("<region>"), r"[a-z_]+") + "$") for k in COLUMNS
+                if "/" not in k] + [re.compile(r"^grid_[xy]_px$"), re.compile(r"^.+_(low|high)$")]
+    assert all(any(p.match(c) for p in patterns) for c in table.columns), [c for c in table.columns if not any(p.match(c) for p in patterns)]
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    assert all(f"`{name}`" in readme for name in COLUMNS), [n for n in COLUMNS if f"`{n}`" not in readme]

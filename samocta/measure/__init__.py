@@ -44,6 +44,54 @@ PIXEL_MEASURES = {"faz_area_mm2": "faz_area_px", "faz_perimeter_mm": "faz_perime
                   "skeleton_density_mm_per_mm2": "skeleton_density_per_px", "mean_width_um": "mean_width_px"}
 
 
+# The columns of predict's measurements.csv, each said once: ``predict --help`` and the README print
+# this table (a test checks both against it and against a written file). <region> is centre, inner,
+# outer (rings whole) or inner_/outer_ + superior, inferior and nasal, temporal (the eye known) or
+# right, left (unknown); a region is measured when the scan covers half of it or more.
+COLUMNS = {
+    "id": "the scan (OCTA-500 number or file stem)",
+    "task": "what was segmented (RV, FAZ, Capillary, Artery, Vein)",
+    "size": "the scan's H x W in pixels",
+    "pixel_um": "its pixel size in µm (empty: its width in mm unknown)",
+    "channels": "the projections in SAM's three channels",
+    "shown": "how the scan was shown to the model (as it is, resampled, in views)",
+    "prompts": "none, auto, or the clicked points used",
+    "faz_area_mm2": "FAZ area of its largest region (px² as faz_area_px without a width in mm)",
+    "faz_perimeter_mm": "FAZ perimeter, Crofton estimate (faz_perimeter_px)",
+    "faz_circularity": "4 pi area / perimeter², 1 for a disk",
+    "faz_acircularity": "perimeter over that of the circle of equal area, 1 for a disk (Krawitz 2017)",
+    "faz_axis_ratio": "major over minor axis of the FAZ's moment ellipse, 1 for a disk",
+    "area_density_pct": "vessel area density over the whole scan, %",
+    "skeleton_density_mm_per_mm2": "vessel centre-line length per area (skeleton_density_per_px)",
+    "mean_width_um": "vessel area over centre-line length (mean_width_px)",
+    "grid_centre": "what the ETDRS grid is centred on: the FAZ centroid, or the image centre",
+    "grid_x_px / grid_y_px": "the grid's centre in the scan, (x, y) in pixels",
+    "eye": "OD or OS (--eye, or OD/OS in the file name), else unknown (sectors named right and left)",
+    "density_<region>_pct": "vessel area density inside an ETDRS region, %",
+    "skeleton_density_<region>_mm_per_mm2": "centre-line length per area inside an ETDRS region",
+    "coverage_<region>": "the share of the region the scan covers",
+    "fd300_pct": "vessel area density in the 300 µm band around the FAZ (needs a FAZ: --faz-adapter)",
+    "fractal_dimension": "box-counting dimension of the vessel mask",
+    "skeleton_fractal_dimension": "box-counting dimension of its centre line",
+    "<measure>_low / _high": "the headline measure's lowest and highest value over the quality variations",
+    "predicted_iou": "SAM's own predicted IoU of the mask",
+    "agreement": "mean Dice of the mask with its mirrored and other-prompt variations",
+    "quality": "the review signal (the agreement)",
+    "review": "True for the lowest-quality share of the scans (--review-rate)",
+}
+
+
+def columns_text(width: int = 100) -> str:
+    """``COLUMNS`` as indented lines for ``--help`` and the README."""
+    import textwrap
+
+    regions = ("<region>: centre (1 mm), inner (1-3 mm ring), outer (3-6 mm ring), or a ring's sector, inner_/outer_ + "
+               "superior, inferior, nasal, temporal (right, left when the eye is unknown); a region is measured when the "
+               "scan covers half of it or more (on a 3 x 3 mm scan: centre and inner)")
+    lines = [f"{name}: {what}" for name, what in COLUMNS.items()] + [regions]
+    return "\n".join(textwrap.fill(line, width, subsequent_indent="    ") for line in lines)
+
+
 def _mask(mask: np.ndarray) -> np.ndarray:
     mask = np.asarray(mask)
     if mask.ndim != 2:
@@ -51,6 +99,16 @@ def _mask(mask: np.ndarray) -> np.ndarray:
     if mask.dtype.kind == "f" and not np.isfinite(mask).all():
         raise InputError("the mask has NaN or infinite values; pass a bool mask")
     return mask.astype(bool)
+
+
+def largest_region(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected region of a non-empty bool mask (the FAZ proper, without specks)."""
+    from scipy import ndimage
+
+    from samocta.connectivity import EIGHT
+
+    labels, _ = ndimage.label(mask, EIGHT)
+    return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
 
 
 def faz_measures(mask: np.ndarray, pixel_um: float) -> dict[str, float]:
@@ -63,16 +121,12 @@ def faz_measures(mask: np.ndarray, pixel_um: float) -> dict[str, float]:
     Returns:
         the three ``FAZ_MEASURES``; NaN for an empty mask.
     """
-    from scipy import ndimage
     from skimage.measure import perimeter_crofton
-
-    from samocta.connectivity import EIGHT
 
     mask = _mask(mask)
     if not mask.any():
         return dict.fromkeys(FAZ_MEASURES, float("nan"))
-    labels, _ = ndimage.label(mask, EIGHT)
-    largest = labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1
+    largest = largest_region(mask)
     mm = pixel_um / 1000.0
     area_px = float(largest.sum())
     perim_px = float(perimeter_crofton(np.pad(largest, 1), directions=4))
