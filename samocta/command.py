@@ -18,7 +18,7 @@ PROG = "python -m samocta train"
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> None:
     """The train command's options: ``--preset``, every ``TrainConfig`` field, ``--all-folds``, ``--resume``, ``--quiet``."""
-    cpu = ", ".join(f"--{k.replace('_', '-')} {v}" for k, v in RECIPE_CHOICES["cpu"].items())
+    cpu = ", ".join(f"--{k.replace('_', '-')}" + ("" if v is True else f" {v}") for k, v in RECIPE_CHOICES["cpu"].items())
     parser.add_argument("--preset", choices=("auto",) + RECIPES, default="auto",
                         help="the recipe the options start from (options given explicitly win): cpu, the tiny SAM's best "
                              f"recipe on two CPU cores measured on real OCTA-500 3M vessels ({cpu}); paper, the paper's "

@@ -42,7 +42,8 @@ RECIPES: tuple[str, ...] = typing.get_args(Recipe)
 RECIPE_CHOICES: dict[str, dict[str, object]] = {
     "paper": {},
     "reference_code": {"loss_preset": "reference_code", "augment": "reference_code", "mask_rule": "single"},
-    "cpu": {"input_size": 768, "train_decoder": True, "rank": 16, "no_prompt_fraction": 0.5, "epochs": 12},
+    "cpu": {"input_size": 1024, "train_decoder": True, "rank": 16, "no_prompt_fraction": 0.5, "mask_rule": "single",
+            "lr_decay": 0.85, "epochs": 8},
 }
 RECIPE_WHY = {
     "paper": "the paper's choices",

@@ -9,6 +9,7 @@ import typing
 import pytest
 
 from samocta.cli import build_parser
+from samocta.errors import SamOctaError
 from samocta.options import ConfigError, choices_of, flag_of
 from samocta.pretrain import PretrainConfig
 from samocta.train import TrainConfig
@@ -88,3 +89,18 @@ def test_build_model_and_resolve_device_live_with_the_model():
     if not torch.cuda.is_available():
         with pytest.raises(DeviceError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_train_without_options_runs_the_cpu_recipe_and_the_official_types_the_papers():
+    from samocta.command import parse_train_args, train_config
+    from samocta.config import RECIPE_CHOICES
+
+    tiny = train_config(parse_train_args(["--data", "d"]))
+    assert all(getattr(tiny, k) == v for k, v in RECIPE_CHOICES["cpu"].items()) and tiny.recipe() == ("cpu", [])
+    mine = train_config(parse_train_args(["--data", "d", "--epochs", "20", "--rank", "4"]))
+    assert mine.recipe() == ("cpu", ["--epochs 20", "--rank 4"]) and mine.input_size == 1024  # the rest of the recipe stays
+    official = train_config(parse_train_args(["--data", "d", "--model", "vit_h", "--checkpoint", "random"]))
+    assert official.recipe() == ("paper", []) and official.input_size is None and not official.train_decoder
+    assert train_config(parse_train_args(["--data", "d", "--preset", "paper"])).recipe() == ("paper", [])
+    with pytest.raises(SamOctaError, match="tiny SAM's"):
+        train_config(parse_train_args(["--data", "d", "--model", "vit_b", "--checkpoint", "random", "--preset", "cpu"]))

@@ -160,3 +160,16 @@ def test_fd300_of_a_ring_of_known_width_and_the_faz_shape():
     oval = faz_shape(ellipse, 10.0)
     assert oval["faz_axis_ratio"] == pytest.approx(2, abs=0.02) and oval["faz_acircularity"] > 1.05
     assert set(regional_measures(ellipse, "FAZ", 10.0)) >= {"faz_axis_ratio", "grid_centre", "eye"}
+
+
+def test_icc_and_bland_altman_on_their_papers_example_and_on_exact_agreement():
+    from samocta.measure.agreement import agreement, icc21
+
+    # Shrout & Fleiss (1979), Table 2: 6 targets rated by 4 judges; their ICC(2,1) is 0.29
+    table = np.array([[9, 2, 5, 8], [6, 1, 3, 2], [8, 4, 6, 8], [7, 1, 2, 6], [10, 5, 6, 9], [6, 2, 4, 7]])
+    assert icc21(table) == pytest.approx(0.29, abs=0.005)
+    a = np.linspace(5, 15, 20)
+    same = agreement(a, a)
+    assert same.bias == 0 and same.icc21 == pytest.approx(1) and same.loa_low == same.loa_high == 0
+    shifted = agreement(a, a + 1.0)  # a constant offset: bias 1, limits at 1, agreement (not correlation) below 1
+    assert shifted.bias == pytest.approx(1) and shifted.loa_low == pytest.approx(1) and shifted.icc21 < 1
