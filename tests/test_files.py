@@ -57,6 +57,16 @@ PACKAGE = Path(__file__).resolve().parents[1] / "samocta"
 WRITERS = {("files.py", "atomic_write"), ("files.py", "open_in_place")}
 
 
+def _os_open_writes(node: ast.Call) -> bool:
+    """Whether an ``os.open`` call may write: its flags name a writing flag, or are not spelled out."""
+    if len(node.args) < 2:
+        return True
+    names = {n.attr for n in ast.walk(node.args[1]) if isinstance(n, ast.Attribute)}
+    if not names:
+        return True  # flags from a variable: count it as a write, so the test errs on the safe side
+    return bool(names & {"O_WRONLY", "O_RDWR", "O_CREAT", "O_APPEND", "O_TRUNC"})
+
+
 def _write_sites() -> list[tuple[str, str, int]]:
     """(module, enclosing function, line) of every call in the package that opens a file to write;
     ``os.fdopen`` of a descriptor ``open_in_place`` just returned is the guard's own use."""
@@ -80,8 +90,9 @@ def _write_sites() -> list[tuple[str, str, int]]:
                      if isinstance(a, ast.Constant) and isinstance(a.value, str)]
             guarded = (name == "fdopen" and node.args and isinstance(node.args[0], ast.Call)
                        and getattr(node.args[0].func, "id", "") == "open_in_place")
-            writes = (name in ("write_text", "write_bytes") or (owner == "os" and name in ("open", "fdopen"))
-                      or (name == "open" and any(set(m) & set("wax+") for m in modes)))
+            writes = (name in ("write_text", "write_bytes")
+                      or (owner == "os" and name == "open" and _os_open_writes(node))
+                      or (name in ("open", "fdopen") and any(set(m) & set("wax+") for m in modes)))
             if writes and not guarded:
                 self.sites.append((self.module, self.stack[-1], node.lineno))
             self.generic_visit(node)

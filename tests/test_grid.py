@@ -107,16 +107,22 @@ def test_a_slurm_script_runs_no_shell_code_from_names_or_options(data, tmp_path,
 
 
 def test_a_plan_never_counts_another_plans_runs_nor_trains_outside_its_folder(data, tmp_path, capsys):
+    from dataclasses import replace
+
+    from samocta.runs import write_history
+
     jobs = _plan(data, tmp_path / "g", "FAZ")
-    assert grid.run_job(tmp_path / "g", 0) == 0 and grid.status(jobs[0]) == "finished"
+    # what another plan left in the first job's folder: a finished run made with another rank
+    fold = Path(jobs[0].fold_dir)
+    fold.mkdir(parents=True)
+    replace(grid.job_config(jobs[0]), rank=8, fov="3M").to_json(fold / "config.json")
+    write_history(fold, [{"epoch": e, "val_dice": 0.5} for e in (1, 2)])
+    assert grid.status(jobs[0]) == "foreign" and grid.status(jobs[1]) == "pending"
     capsys.readouterr()
-    # another plan into the same folder: the finished run was made with other options, not counted as the new job's
-    args = ["grid", "plan", "--tasks", "FAZ", "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out", str(tmp_path / "g"),
-            "--epochs", "2", "--device", "cpu", "--preset", "paper", "--rank", "8"]
-    assert main(args) == 1
+    assert main(["grid", "plan", "--tasks", "FAZ", "--fovs", "3M", "--k", "3", "--data-3m", str(data), "--out",
+                 str(tmp_path / "g"), "--epochs", "2", "--device", "cpu", "--preset", "paper"]) == 1
     err = capsys.readouterr().err
-    assert "another plan" in err and "--rank 4 (now 8)" in err
-    assert grid.load(tmp_path / "g") == jobs  # the old plan stays
+    assert "another plan" in err and "--rank 8 (now 4)" in err
     # a grid.json edited to train elsewhere is refused before anything runs
     raw = json.loads((tmp_path / "g" / grid.GRID).read_text())
     raw["jobs"][1]["fold_dir"] = str(tmp_path / "elsewhere" / "fold1")
