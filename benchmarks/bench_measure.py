@@ -77,7 +77,8 @@ def main() -> None:
         a = agreement(truth.loc[predicted.index, name].to_numpy(), predicted[name].to_numpy())
         table.append(f"| {name} | {a.n} | {a.mean_a:.3f} | {a.mean_b:.3f} | {a.bias:+.3f} | [{a.loa_low:+.3f}, {a.loa_high:+.3f}] | "
                      f"{a.icc21:.3f} |")
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.6))
+    setup = f"tiny SAM at {model.img_size} px, LoRA r={model.rank}" + (" + decoder" if model.train_decoder else "")
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.8))
     for ax, name, title in zip(axes, ("area_density_pct", "density_inner_pct"),
                                ("whole-image vessel area density (%)", "parafoveal (1-3 mm) vessel area density (%)")):
         x, y = truth.loc[predicted.index, name].to_numpy(), predicted[name].to_numpy()
@@ -89,11 +90,11 @@ def main() -> None:
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("mean of label and model (%)")
         ax.set_ylabel("model - label (percentage points)")
-    fig.suptitle(f"Bland-Altman, {len(predicted)} real OCTA-500 3M test subjects, {model.trained_with.get('dataset', '')}", fontsize=9)
+    fig.suptitle(f"Bland-Altman: {len(predicted)} real OCTA-500 3M test subjects (ILM_OPL, large vessels)\n"
+                 f"model: {setup}, no prompts; labels: the dataset's large-vessel masks", fontsize=9)
     fig.tight_layout()
     PLOT.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(PLOT, dpi=110)
-    setup = f"tiny SAM at {model.img_size} px, LoRA r={model.rank}" + (" + decoder" if model.train_decoder else "")
     text = "\n".join([
         "",
         f"### Measurements from the model's masks against the labels' ({datetime.date.today().isoformat()})",
