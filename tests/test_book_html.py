@@ -204,3 +204,28 @@ def test_method_page_links_out_and_draws_the_method(page):
     assert "method_figure" in captions and "loss_figure" in captions
     widths = page.locator("main figure img").evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
     assert len(widths) >= 2 and all(w > 0 for w in widths), widths
+
+
+def test_the_report_page_of_chapter_6_opens_with_every_scan_and_the_flagged_ones_first(page):
+    """The page ``predict --report`` wrote in chapter 6's build, opened as a clinic would open it."""
+    import pandas as pd
+
+    report = ROOT / "_build" / "work" / "report"
+    path = report / "report.html"
+    assert path.exists(), f"{path}: chapter 6 writes it ('make book' first)"
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    shots = ROOT / "_build" / "screenshots"
+    shots.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shots / "report.png"), full_page=True)
+    table = pd.read_csv(report / "measurements.csv", dtype={"id": str})
+    figures = page.locator("section img")
+    assert figures.count() == len(table) > 0
+    widths = figures.evaluate_all("imgs => imgs.map(i => i.naturalWidth)")
+    assert all(w > 0 for w in widths), widths
+    headings = [h.replace("review", "").strip() for h in page.locator("section h2").all_inner_texts()]
+    assert sorted(headings) == sorted(table["id"]), "every scan of measurements.csv, once"
+    flagged = set(table.loc[table["review"].astype(bool), "id"])
+    assert set(headings[:len(flagged)]) == flagged, "flagged scans first"
+    assert page.locator("section .flag").count() == len(flagged)
+    assert f"{len(flagged)} flagged" in page.locator("h1").inner_text()
