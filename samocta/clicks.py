@@ -13,6 +13,9 @@ A mask is a function of the ordered clicks: the session replays them from the lo
 has decoded, so undo, removing a point and clear give what decoding those clicks afresh gives.
 
 ``next_click`` is the click rule; ``click_curve`` runs it against a label; ``noc`` reads the curve.
+``training_sessions`` is the same loop inside training (``train --prompt-mode clicks``): the model
+learns to answer the clicks it will be given, as SAM itself was trained (Kirillov et al., ICCV 2023,
+appendix: points sampled from the error of the previous mask, that mask's logits fed back).
 """
 
 from __future__ import annotations
@@ -40,14 +43,22 @@ CURVE_CLICKS = (1, 3, 5, 10)  # the clicks the summary reports Dice at
 EIGHT = np.ones((3, 3), bool)  # 8-connectivity: a one-pixel diagonal vessel is one region
 
 
+CLICK_FEEDBACK = "click_feedback"  # the adapter metadata that says how its clicks were trained to be decoded
+
+
 def feeds_back(model: "PromptableSam") -> bool:
     """Whether a model's clicks are decoded with the previous logits as the mask prompt, by default.
 
-    The official SAM was trained so (its interactive training feeds each mask back); the tiny SAM's
-    mask prompt carries its clicks' map and was never trained on logits, and feeding them back lowers
-    its Dice after 10 corrective clicks (measured: ``benchmarks/bench_clicks.py``), so it decodes
-    each click from the clicks alone unless told otherwise.
+    An adapter trained on click sessions (``train --prompt-mode clicks``) records how it was trained
+    (``CLICK_FEEDBACK`` in its metadata) and is decoded that way. Otherwise: the official SAM was
+    trained so (its interactive training feeds each mask back); the tiny SAM's mask prompt carries its
+    clicks' map and was never trained on logits, and feeding them back lowers its Dice after 10
+    corrective clicks (measured: ``benchmarks/bench_clicks.py``), so it decodes each click from the
+    clicks alone.
     """
+    recorded = getattr(model, "trained_with", {}).get(CLICK_FEEDBACK)
+    if recorded is not None:
+        return recorded == "True"
     return getattr(model, "click_sigma", None) is None
 
 
@@ -357,3 +368,93 @@ def click_summary(curves: "pd.DataFrame", by: Sequence[str] = ("task", "fov", "s
         record["n_subjects"] = int(len(wide))
         out.append(record)
     return pd.DataFrame(out)
+
+
+@dataclass
+class SessionStep:
+    """One decode of ``training_sessions``: the samples decoded at it (their positions in the batch),
+    their logits ``(n, 1, H, W)`` at the images' size (with gradients), and the clicks each had so far."""
+
+    samples: list[int]
+    logits: torch.Tensor
+    clicks: list[int]
+
+
+def training_sessions(
+    model: "PromptableSam",
+    embedding,
+    targets: np.ndarray,
+    counts: Sequence[int],
+    threshold: float = 0.5,
+    feedback: bool = True,
+) -> list[SessionStep]:
+    """Simulated corrective-click sessions on a batch: what ``train --prompt-mode clicks`` learns from.
+
+    Sample ``i`` gets ``counts[i]`` clicks; 0 means one decode without points (the "none" mode). Click
+    ``t`` is ``next_click`` on the model's own mask after click ``t - 1`` (an empty mask before the
+    first: the session starts from "click", as ``evaluate`` and the canvas do), and is decoded with
+    clicks ``1..t`` and, with ``feedback``, the low-resolution logits of decode ``t - 1`` as the mask
+    prompt: the decode ``ClickSession`` makes for the same clicks. The fed-back logits are detached (an
+    input, like the click); every decode keeps its gradients, so a loss can be taken on each step. A
+    session whose mask already equals its label ends early (no click is left to make).
+
+    Args:
+        model: a ``PromptableSam``/``LoRASam`` (its own mask rule).
+        embedding: ``Embedding`` of the B images (``model.embed``).
+        targets: bool ``(B, H, W)``, the labels the clicks correct towards.
+        counts: ``(B,)`` clicks per sample, each 0 or more.
+        threshold: on probabilities, what makes the mask the next click looks at.
+        feedback: feed the previous logits back.
+
+    Returns:
+        the decodes in order (step 0: the samples with no clicks; then click 1, 2, ...).
+    """
+    from samocta.model.promptable import Embedding, binarize
+
+    targets = np.asarray(targets, bool)
+    counts = [int(c) for c in counts]
+    if targets.ndim != 3 or len(targets) != len(counts) or len(counts) != embedding.features.shape[0]:
+        raise InputError(f"need one (H, W) target and one click count per embedded image: {embedding.features.shape[0]} "
+                         f"images, targets {targets.shape}, {len(counts)} counts")
+    if any(c < 0 for c in counts):
+        raise InputError(f"click counts must be 0 or more, got {counts}")
+
+    def decode(rows: list[int], coords: list[np.ndarray], labels: list[np.ndarray], mask_input):
+        part = Embedding(embedding.features[rows], embedding.input_size, embedding.original_size)
+        return model.decode(part, coords, labels, mask_input=mask_input)
+
+    steps: list[SessionStep] = []
+    unprompted = [i for i, c in enumerate(counts) if c == 0]
+    if unprompted:
+        empty = [np.zeros((0, 2), np.float32)] * len(unprompted)
+        out = decode(unprompted, empty, [np.zeros(0, np.int64)] * len(unprompted), None)
+        steps.append(SessionStep(unprompted, out.logits, [0] * len(unprompted)))
+    points: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(counts))}
+    marks: dict[int, list[int]] = {i: [] for i in range(len(counts))}
+    preds = {i: np.zeros(targets.shape[1:], bool) for i in range(len(counts))}
+    low_res: dict[int, torch.Tensor] = {}
+    for t in range(1, max(counts, default=0) + 1):
+        rows = []
+        for i, c in enumerate(counts):
+            if c < t or (t > 1 and i not in low_res):
+                continue
+            click = next_click(preds[i], targets[i])
+            if click is None:  # the mask is the label: the session is over
+                low_res.pop(i, None)
+                continue
+            points[i].append((click.x, click.y))
+            marks[i].append(click.label)
+            rows.append(i)
+        if not rows:
+            break
+        given = torch.cat([low_res[i] for i in rows]) if feedback and t > 1 else None
+        out = decode(rows, [np.asarray(points[i], np.float32) for i in rows], [np.asarray(marks[i], np.int64) for i in rows],
+                     given)
+        masks = binarize(out.logits.detach(), threshold)
+        for k, i in enumerate(rows):
+            preds[i] = masks[k]
+            low_res[i] = out.selected_low_res[k : k + 1].detach()
+        for i in set(low_res) - set(rows):
+            del low_res[i]
+        steps.append(SessionStep(rows, out.logits, [t] * len(rows)))
+    return steps

@@ -23,7 +23,6 @@ from samocta.files import atomic_write_text
 from samocta.model.checkpoints import ModelType
 from samocta.model.promptable import MaskRule
 from samocta.options import MAX_SEED, check_fields, flag_of, option
-from samocta.prompts import Mode
 
 if TYPE_CHECKING:
     from samocta.data import Dataset, Split
@@ -32,6 +31,10 @@ if TYPE_CHECKING:
 Lever = Literal["auto", "on", "off"]
 SplitKind = Literal["standard", "kfold"]
 Preset = Literal["paper", "reference_code"]  # the augmentation and loss presets
+# what a run trains with: the paper's prompt modes, or simulated corrective-click sessions (samocta.clicks)
+TrainMode = Literal["none", "global", "local", "clicks"]
+TRAIN_MODES: tuple[str, ...] = typing.get_args(TrainMode)
+MAX_SESSION_CLICKS = 20  # a session decodes once per click: the cost of a training sample grows with it
 Recipe = Literal["paper", "reference_code", "cpu"]
 RECIPES: tuple[str, ...] = typing.get_args(Recipe)
 # The choices each recipe makes; everything else keeps the dataclass default (the paper's choices).
@@ -104,7 +107,13 @@ class TrainConfig:
     lr_decay: float = option(0.97, "factor applied to the learning rate after each epoch past the warm-up", above=0, maximum=1)
     min_lr: float = option(1e-5, "floor of the decayed learning rate", minimum=0)
     weight_decay: float = option(1e-4, "AdamW weight decay", minimum=0)
-    prompt_mode: Mode = option("global", "prompt points the model is trained with (none: SAM's padding point only)")
+    prompt_mode: TrainMode = option(
+        "global", "prompt points the model is trained with (none: SAM's padding point only; clicks: simulated corrective-click "
+                  "sessions, each click at the centre of the largest error of the model's own previous mask, that mask's "
+                  "logits fed back, the loss on every step)")
+    session_clicks: int = option(
+        10, "the most clicks in one training session of --prompt-mode clicks; each sample draws 1 to this many",
+        minimum=1, maximum=MAX_SESSION_CLICKS)
     n_pos: int | None = option(None, "positive points per component (global) or on the target (local); none: the paper's", minimum=0)
     n_neg: int | None = option(None, "negative points, likewise; none: the paper's", minimum=0)
     no_prompt_fraction: float = option(0.0, "share of training samples decoded with no points", minimum=0, maximum=1)
@@ -142,6 +151,9 @@ class TrainConfig:
             from samocta.model.build import resolve_checkpoint
 
             resolve_checkpoint(self.model, None)  # raises, saying how to get the official weights
+        if self.session_clicks != 10 and self.prompt_mode != "clicks":
+            raise TrainingError("session_clicks (--session-clicks) sets the sessions of --prompt-mode clicks; "
+                                f"this run trains with {self.prompt_mode} prompts")
         if self.no_prompt_fraction > 0 and not self.train_decoder:
             warnings.warn(
                 "--no-prompt-fraction without --train-decoder: with the decoder frozen, LoRA alone barely learns to "
@@ -202,6 +214,8 @@ class TrainConfig:
         """The prompt recipe of the run: the paper's for its task and mode, with ``n_pos``/``n_neg`` if set."""
         from samocta.prompts import PromptSpec
 
+        if self.prompt_mode == "clicks":  # the data draws no points; the sessions place them (samocta.clicks)
+            return PromptSpec.paper(self.task, "none")
         spec = PromptSpec.paper(self.task, self.prompt_mode)
         if self.n_pos is not None or self.n_neg is not None:
             spec = PromptSpec(

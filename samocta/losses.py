@@ -28,6 +28,16 @@ CLDICE_TASKS = ("RV", "Artery", "Vein")
 DEFAULT_SKELETON_ITERS = 10
 
 
+REDUCTIONS = ("mean", "none")
+
+
+def _reduce(per_sample: torch.Tensor, reduction: str) -> torch.Tensor:
+    """``(B,)`` per-sample losses -> their mean (a scalar), or themselves for ``reduction="none"``."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
+    return per_sample.mean() if reduction == "mean" else per_sample
+
+
 def _probabilities(pred: torch.Tensor, target: torch.Tensor, from_logits: bool) -> tuple[torch.Tensor, torch.Tensor]:
     if pred.ndim != 4 or pred.shape[1] != 1:
         raise ValueError(f"predictions must be (B, 1, H, W), got {tuple(pred.shape)}")
@@ -37,8 +47,10 @@ def _probabilities(pred: torch.Tensor, target: torch.Tensor, from_logits: bool) 
     return prob, target.to(prob.dtype)
 
 
-def dice_loss(pred: torch.Tensor, target: torch.Tensor, from_logits: bool = True, smooth: float = 1.0) -> torch.Tensor:
-    """Soft Dice loss, per sample, averaged over the batch.
+def dice_loss(
+    pred: torch.Tensor, target: torch.Tensor, from_logits: bool = True, smooth: float = 1.0, reduction: str = "mean"
+) -> torch.Tensor:
+    """Soft Dice loss, per sample, averaged over the batch (``reduction="none"``: one per sample).
 
     .. math:: 1 - \\frac{2 \\sum p g + s}{\\sum p + \\sum g + s}
 
@@ -46,14 +58,15 @@ def dice_loss(pred: torch.Tensor, target: torch.Tensor, from_logits: bool = True
         pred: ``(B, 1, H, W)`` logits (or probabilities with ``from_logits=False``).
         target: ``(B, 1, H, W)`` in {0, 1}.
         smooth: ``s``; keeps an empty target with an empty prediction at loss 0.
+        reduction: "mean" or "none".
 
     Returns:
-        scalar tensor.
+        scalar tensor, or ``(B,)`` for ``reduction="none"``.
     """
     prob, target = _probabilities(pred, target, from_logits)
     inter = (prob * target).flatten(1).sum(1)
     total = prob.flatten(1).sum(1) + target.flatten(1).sum(1)
-    return (1 - (2 * inter + smooth) / (total + smooth)).mean()
+    return _reduce(1 - (2 * inter + smooth) / (total + smooth), reduction)
 
 
 def soft_erode(x: torch.Tensor) -> torch.Tensor:
@@ -93,7 +106,8 @@ def soft_skeleton(x: torch.Tensor, iters: int = DEFAULT_SKELETON_ITERS) -> torch
 
 
 def soft_cldice_loss(
-    pred: torch.Tensor, target: torch.Tensor, iters: int = DEFAULT_SKELETON_ITERS, from_logits: bool = True, smooth: float = 1.0
+    pred: torch.Tensor, target: torch.Tensor, iters: int = DEFAULT_SKELETON_ITERS, from_logits: bool = True, smooth: float = 1.0,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """Soft clDice loss: 1 - harmonic mean of topology precision and sensitivity, per sample.
 
@@ -104,15 +118,16 @@ def soft_cldice_loss(
         pred: ``(B, 1, H, W)`` logits (or probabilities).
         target: ``(B, 1, H, W)`` in {0, 1}.
         iters: soft-skeleton iterations (>= the largest vessel radius in px).
+        reduction: "mean" or "none".
 
     Returns:
-        scalar tensor.
+        scalar tensor, or ``(B,)`` for ``reduction="none"``.
     """
     prob, target = _probabilities(pred, target, from_logits)
     skel_pred, skel_true = soft_skeleton(prob, iters), soft_skeleton(target, iters)
     tprec = ((skel_pred * target).flatten(1).sum(1) + smooth) / (skel_pred.flatten(1).sum(1) + smooth)
     tsens = ((skel_true * prob).flatten(1).sum(1) + smooth) / (skel_true.flatten(1).sum(1) + smooth)
-    return (1 - 2 * tprec * tsens / (tprec + tsens)).mean()
+    return _reduce(1 - 2 * tprec * tsens / (tprec + tsens), reduction)
 
 
 def dice_cldice_loss(
@@ -122,24 +137,28 @@ def dice_cldice_loss(
     w_cldice: float = 0.8,
     iters: int = DEFAULT_SKELETON_ITERS,
     from_logits: bool = True,
+    reduction: str = "mean",
 ) -> torch.Tensor:
-    """The vessel loss written explicitly: ``w_dice * Dice + w_cldice * clDice'``.
+    """The vessel loss written explicitly: ``w_dice * Dice + w_cldice * clDice'`` (per sample with
+    ``reduction="none"``).
 
     The paper's weights are 0.2 / 0.8 (the default); the reference code in effect used 0.96 / 0.04
     (``PRESETS["reference_code"]``).
     """
-    return w_dice * dice_loss(pred, target, from_logits) + w_cldice * soft_cldice_loss(pred, target, iters, from_logits)
+    return (w_dice * dice_loss(pred, target, from_logits, reduction=reduction)
+            + w_cldice * soft_cldice_loss(pred, target, iters, from_logits, reduction=reduction))
 
 
 class DiceLoss(nn.Module):
     """Module form of ``dice_loss``."""
 
-    def __init__(self, from_logits: bool = True, smooth: float = 1.0) -> None:
+    def __init__(self, from_logits: bool = True, smooth: float = 1.0, reduction: str = "mean") -> None:
         super().__init__()
-        self.from_logits, self.smooth = from_logits, smooth
+        _reduce(torch.zeros(1), reduction)  # checked here, not at the first batch
+        self.from_logits, self.smooth, self.reduction = from_logits, smooth, reduction
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return dice_loss(pred, target, self.from_logits, self.smooth)
+        return dice_loss(pred, target, self.from_logits, self.smooth, self.reduction)
 
 
 class DiceClDiceLoss(nn.Module):
@@ -152,8 +171,11 @@ class DiceClDiceLoss(nn.Module):
         preset: str = "paper",
         iters: int = DEFAULT_SKELETON_ITERS,
         from_logits: bool = True,
+        reduction: str = "mean",
     ) -> None:
         super().__init__()
+        _reduce(torch.zeros(1), reduction)
+        self.reduction = reduction
         if preset not in PRESETS:
             raise ValueError(f"unknown loss preset {preset!r}; expected one of {tuple(PRESETS)}")
         default_dice, default_cl = PRESETS[preset]
@@ -162,16 +184,19 @@ class DiceClDiceLoss(nn.Module):
         self.iters, self.from_logits = iters, from_logits
 
     def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        return dice_cldice_loss(pred, target, self.w_dice, self.w_cldice, self.iters, self.from_logits)
+        return dice_cldice_loss(pred, target, self.w_dice, self.w_cldice, self.iters, self.from_logits, self.reduction)
 
     def extra_repr(self) -> str:
         return f"w_dice={self.w_dice}, w_cldice={self.w_cldice}, iters={self.iters}"
 
 
-def loss_for_task(task: str, preset: str = "paper", iters: int = DEFAULT_SKELETON_ITERS, from_logits: bool = True) -> nn.Module:
-    """The SAM-OCTA loss of a task: Dice for FAZ and Capillary, Dice + clDice for RV, Artery and Vein."""
+def loss_for_task(
+    task: str, preset: str = "paper", iters: int = DEFAULT_SKELETON_ITERS, from_logits: bool = True, reduction: str = "mean"
+) -> nn.Module:
+    """The SAM-OCTA loss of a task: Dice for FAZ and Capillary, Dice + clDice for RV, Artery and Vein
+    (``reduction="none"``: one loss per sample)."""
     if task in DICE_TASKS:
-        return DiceLoss(from_logits)
+        return DiceLoss(from_logits, reduction=reduction)
     if task in CLDICE_TASKS:
-        return DiceClDiceLoss(preset=preset, iters=iters, from_logits=from_logits)
+        return DiceClDiceLoss(preset=preset, iters=iters, from_logits=from_logits, reduction=reduction)
     raise ValueError(f"unknown task {task!r}; expected one of {DICE_TASKS + CLDICE_TASKS}")

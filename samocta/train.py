@@ -74,6 +74,8 @@ def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], 
     from samocta.evaluate import evaluate
     from samocta.prompts import PromptSpec
 
+    if config.prompt_mode == "clicks":
+        return _validate_clicks(model, index, samples, config)
     specs = {config.prompt_mode: config.prompt_spec(), "none": PromptSpec.paper(config.task, "none")}
     results = evaluate(model, index, list(samples), config.task, specs, seed=config.seed, threshold=config.threshold,
                        progress=False, samples=samples)
@@ -81,6 +83,26 @@ def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], 
     scores = {k: float(own[k].mean()) for k in ("dice", "jaccard", "cldice")}
     scores["dice_none"] = float(results.loc[results["mode"] == "none", "dice"].mean())
     return scores
+
+
+def _validate_clicks(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], config: TrainConfig) -> dict[str, float]:
+    """A click-trained run's validation: the corrective clicks ``evaluate --modes clicks`` makes (up to
+    ``session_clicks``, from start "click", decoded as the adapter records), scored as the mean Dice
+    over clicks 1..N (Jaccard likewise, from each Dice); clDice is not measured per click (NaN); and
+    the prompt-free Dice as every run reports it."""
+    from samocta.clicks import evaluate_clicks
+    from samocta.evaluate import evaluate
+    from samocta.prompts import PromptSpec
+
+    none = evaluate(model, index, list(samples), config.task, {"none": PromptSpec.paper(config.task, "none")},
+                    seed=config.seed, threshold=config.threshold, progress=False, samples=samples)
+    curves = evaluate_clicks(model, index, list(samples), config.task, config.session_clicks, config.seed, config.threshold,
+                             progress=False)
+    clicked = curves[curves["click"] > 0]
+    dice = clicked.groupby("id")["dice"].mean()
+    jaccard = (clicked["dice"] / (2 - clicked["dice"])).groupby(clicked["id"]).mean()
+    return {"dice": float(dice.mean()), "jaccard": float(jaccard.mean()), "cldice": float("nan"),
+            "dice_none": float(none["dice"].mean())}
 
 
 def selection_score(config: TrainConfig, row: dict[str, float]) -> float:
@@ -238,7 +260,8 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
 
     config, model = fold.config, fold.model
     rank, world = rank_world()
-    criterion = loss_for_task(config.task, preset=config.loss_preset)
+    clicking = config.prompt_mode == "clicks"
+    criterion = loss_for_task(config.task, preset=config.loss_preset, reduction="none" if clicking else "mean")
     fold.train_ds.set_epoch(epoch)
     model.train()
     rng = np.random.default_rng([config.seed, epoch, BATCH_ORDER_SALT])
@@ -250,6 +273,9 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     for idx in bar:
         # the no-prompt draws are made for every item of the batch, in order, by every process
         no_points = [config.no_prompt_fraction > 0 and rng.random() < config.no_prompt_fraction for _ in idx]
+        # a click session's length, drawn likewise (0: decoded without points)
+        counts = [0 if no_points[p] else int(rng.integers(1, config.session_clicks + 1)) for p in range(len(idx))] \
+            if clicking else None
         mine = [p for p in range(len(idx)) if p % world == rank]
         items = [fold.train_ds[int(idx[p])] for p in mine]
         for p, item in zip(mine, items):  # no points for this share of samples: the whole label is the target
@@ -261,9 +287,16 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
             items = [fold.train_ds[int(idx[0])]]  # every process takes part in the same collective steps
         batch = collate_batch(items)
         target = torch.as_tensor(batch["target"], device=fold.device).float().unsqueeze(1)
-        with fold.precision.context(fold.device):
-            out = fold.forward(batch["image"], batch["coords"], batch["point_labels"])
-        loss = criterion(out.logits.float(), target)
+        if clicking:
+            mine_counts = [counts[p] for p in mine] if mine else [0]
+            sessions = {"targets": batch["target"], "counts": mine_counts, "threshold": config.threshold, "feedback": True}
+            with fold.precision.context(fold.device):
+                steps = fold.forward(batch["image"], None, None, sessions=sessions)
+            loss = _session_loss(criterion, steps, target)
+        else:
+            with fold.precision.context(fold.device):
+                out = fold.forward(batch["image"], batch["coords"], batch["point_labels"])
+            loss = criterion(out.logits.float(), target)
         loss = loss * share if world > 1 else loss
         batch_loss = mean_over_processes(loss.detach(), world)
         if not torch.isfinite(batch_loss):
@@ -282,6 +315,26 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
         losses.append(batch_loss.item())
         bar.set_postfix(loss=f"{np.mean(losses):.4f}")
     return float(np.mean(losses))
+
+
+def _session_loss(criterion: torch.nn.Module, steps: list, target: torch.Tensor) -> torch.Tensor:
+    """The loss of a batch of click sessions: each sample's loss averaged over its decodes (every click
+    of its session, or its one prompt-free decode), then over the samples, so a long session weighs
+    no more than a prompt-free sample and the share of prompt-free training stays what was asked.
+
+    Args:
+        criterion: the task's loss with ``reduction="none"``.
+        steps: ``samocta.clicks.training_sessions``' decodes.
+        target: ``(B, 1, H, W)``.
+    """
+    decodes = torch.zeros(target.shape[0], device=target.device)
+    for step in steps:
+        decodes[step.samples] += 1
+    total = target.new_zeros(())
+    for step in steps:
+        per_sample = criterion(step.logits.float(), target[step.samples])
+        total = total + (per_sample / decodes[step.samples]).sum()
+    return total / target.shape[0]
 
 
 def _save(fold: _Fold, row: dict[str, float], improved: bool) -> None:
@@ -349,7 +402,9 @@ def _announce(fold: _Fold) -> str:
 
     recipe, changed = config.recipe()
     return "\n".join([
-        f"training {config.task} with {config.prompt_mode} prompts"
+        f"training {config.task} with "
+        + (f"corrective-click sessions of 1 to {config.session_clicks} clicks (each mask fed back)"
+           if config.prompt_mode == "clicks" else f"{config.prompt_mode} prompts")
         + (f" ({config.no_prompt_fraction:.0%} of the samples without)" if config.no_prompt_fraction else "")
         + f" into {fold.run_dir}",
         f"  recipe {recipe}: {RECIPE_WHY[recipe]}" + (f"; changed: {', '.join(changed)}" if changed else ""),
@@ -392,9 +447,10 @@ def _train(fold: _Fold, progress: bool | str) -> FoldResult:
         spent.append(seconds)
         if progress:
             left = (config.epochs - epoch - 1) * float(np.mean(spent))
-            print(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, val Dice {val['dice']:.4f} ({config.prompt_mode} "
-                  f"prompts), {val['dice_none']:.4f} without prompts; {_duration(seconds)}, about {_duration(left)} left",
-                  flush=True)
+            own = (f"mean over 1-{config.session_clicks} corrective clicks" if config.prompt_mode == "clicks"
+                   else f"{config.prompt_mode} prompts")
+            print(f"epoch {epoch + 1}/{config.epochs}: loss {loss:.4f}, val Dice {val['dice']:.4f} ({own}), "
+                  f"{val['dice_none']:.4f} without prompts; {_duration(seconds)}, about {_duration(left)} left", flush=True)
         score = selection_score(config, row)
         improved = score > fold.best[0]
         if improved:

@@ -29,7 +29,8 @@ class AdapterError(SamOctaError, ValueError):
 # what an adapter must say about the model it belongs to
 ADAPTER_KEYS = ("model_type", "rank", "alpha", "dropout", "train_decoder", "mask_rule", "task")
 # and what it records of how it was trained (not needed to load it)
-TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size", "fov_mm", "channels", "dataset")
+TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size", "fov_mm", "channels", "dataset", "click_feedback",
+                "session_clicks")
 
 
 def adapter_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -60,11 +61,9 @@ def check_adapter_metadata(meta: dict[str, str], path: str | os.PathLike) -> Non
     """
     import re
 
-    from samocta.config import TrainConfig
+    from samocta.config import MAX_SESSION_CLICKS, TRAIN_MODES, TrainConfig
     from samocta.data.channels import parse_channels
     from samocta.data.octa500 import FOVS, check_fov_mm
-    from samocta.prompts import MODES
-
     def refuse(what: str) -> AdapterError:
         return AdapterError(f"{path}: the adapter's metadata is not what a training writes ({what}); use the adapter as its "
                             "training wrote it")
@@ -96,8 +95,13 @@ def check_adapter_metadata(meta: dict[str, str], path: str | os.PathLike) -> Non
         raise refuse(f"image_size {size!r}: the training images' H x W, 16 to 2048 px a side")
     if meta.get("fov") and meta["fov"] not in FOVS and not re.fullmatch(r"unknown|\d{1,2}(\.\d+)?M", meta["fov"]):
         raise refuse(f"fov {meta['fov']!r}: one of {', '.join(FOVS)}, a width such as 4.5M, or unknown")
-    if meta.get("prompt_mode") and meta["prompt_mode"] not in MODES:
-        raise refuse(f"prompt_mode {meta['prompt_mode']!r}: one of {', '.join(MODES)}")
+    if meta.get("prompt_mode") and meta["prompt_mode"] not in TRAIN_MODES:
+        raise refuse(f"prompt_mode {meta['prompt_mode']!r}: one of {', '.join(TRAIN_MODES)}")
+    if meta.get("click_feedback") not in (None, "True", "False"):
+        raise refuse(f"click_feedback {meta['click_feedback']!r}: True or False")
+    if meta.get("session_clicks") is not None and not (meta["session_clicks"].isdigit()
+                                                       and 1 <= int(meta["session_clicks"]) <= MAX_SESSION_CLICKS):
+        raise refuse(f"session_clicks {meta['session_clicks']!r}: 1 to {MAX_SESSION_CLICKS}")
 
 
 class LoRALinear(nn.Module):
@@ -404,4 +408,6 @@ def build_model(config, device: str | torch.device | None = None):
                     mask_rule=config.mask_rule, task=config.task)
     model.trained_with = {"prompt_mode": config.prompt_mode, "no_prompt_fraction": str(config.no_prompt_fraction),
                           "channels": config.channels, **({"fov": config.fov} if config.fov else {})}
+    if config.prompt_mode == "clicks":  # decoded everywhere as it was trained: the previous logits fed back
+        model.trained_with.update({"click_feedback": "True", "session_clicks": str(config.session_clicks)})
     return model.to(resolve_device(config.device if device is None else device))

@@ -373,6 +373,17 @@ class PromptableSam(nn.Module):
         coords: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
         labels: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
         mask_rule: str | None = None,
-    ) -> MaskOutput:
-        """``decode(embed(images), coords, labels, mask_rule)``; see ``decode``."""
+        sessions: dict | None = None,
+    ) -> MaskOutput | list:
+        """``decode(embed(images), coords, labels, mask_rule)``; see ``decode``.
+
+        With ``sessions`` (the keyword arguments of ``samocta.clicks.training_sessions`` but the model
+        and embedding: ``targets``, ``counts``, ``threshold``, ``feedback``), the images' simulated
+        click sessions instead (``coords`` and ``labels`` unused): a list of ``SessionStep``. It is
+        part of ``forward`` so that a DistributedDataParallel wrapper sees the whole computation.
+        """
+        if sessions is not None:
+            from samocta.clicks import training_sessions
+
+            return training_sessions(self, self.embed(images), **sessions)
         return self.decode(self.embed(images), coords, labels, mask_rule)
