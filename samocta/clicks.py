@@ -56,10 +56,12 @@ def feeds_back(model: "PromptableSam") -> bool:
     corrective clicks (measured: ``benchmarks/bench_clicks.py``), so it decodes each click from the
     clicks alone.
     """
+    from samocta.model.promptable import takes_logits
+
     recorded = getattr(model, "trained_with", {}).get(CLICK_FEEDBACK)
     if recorded is not None:
         return recorded == "True"
-    return getattr(model, "click_sigma", None) is None
+    return takes_logits(model)
 
 
 @dataclass(frozen=True)
@@ -386,7 +388,7 @@ def training_sessions(
     targets: np.ndarray,
     counts: Sequence[int],
     threshold: float = 0.5,
-    feedback: bool = True,
+    feedback: bool | None = None,
 ) -> list[SessionStep]:
     """Simulated corrective-click sessions on a batch: what ``train --prompt-mode clicks`` learns from.
 
@@ -404,15 +406,17 @@ def training_sessions(
         targets: bool ``(B, H, W)``, the labels the clicks correct towards.
         counts: ``(B,)`` clicks per sample, each 0 or more.
         threshold: on probabilities, what makes the mask the next click looks at.
-        feedback: feed the previous logits back.
+        feedback: feed the previous logits back; None: where the model's mask prompt takes them
+            (``takes_logits``).
 
     Returns:
         the decodes in order (step 0: the samples with no clicks; then click 1, 2, ...).
     """
-    from samocta.model.promptable import Embedding, binarize
+    from samocta.model.promptable import Embedding, binarize, takes_logits
 
     targets = np.asarray(targets, bool)
     counts = [int(c) for c in counts]
+    feedback = takes_logits(model) if feedback is None else bool(feedback)
     if targets.ndim != 3 or len(targets) != len(counts) or len(counts) != embedding.features.shape[0]:
         raise InputError(f"need one (H, W) target and one click count per embedded image: {embedding.features.shape[0]} "
                          f"images, targets {targets.shape}, {len(counts)} counts")

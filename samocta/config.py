@@ -110,7 +110,7 @@ class TrainConfig:
     prompt_mode: TrainMode = option(
         "global", "prompt points the model is trained with (none: SAM's padding point only; clicks: simulated corrective-click "
                   "sessions, each click at the centre of the largest error of the model's own previous mask, that mask's "
-                  "logits fed back, the loss on every step)")
+                  "logits fed back where the model's mask prompt takes them (the official SAM), the loss on every step)")
     session_clicks: int = option(
         10, "the most clicks in one training session of --prompt-mode clicks; each sample draws 1 to this many",
         minimum=1, maximum=MAX_SESSION_CLICKS)

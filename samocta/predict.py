@@ -306,8 +306,8 @@ def predict_scans(
     Returns:
         the measurements table, one row per subject, its columns as ``samocta.measure.COLUMNS`` says:
         whole-image measurements, the regional ones (where the width in mm is known), an interval of
-        the headline one over the quality variations, ``predicted_iou``, ``agreement``, ``quality``
-        and ``review``.
+        the headline one over the quality variations, ``predicted_iou``, ``agreement``,
+        ``confidence``, ``quality`` and ``review``.
     """
     from samocta.data.octa500 import octa500_fovs
     from samocta.files import folder_lock
@@ -405,7 +405,8 @@ def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out:
         rows.append({"id": scan.id, "task": task, "size": f"{scan.image.shape[0]}x{scan.image.shape[1]}",
                      "pixel_um": scan.pixel_um, "channels": channels_label(names), "shown": plans[scan.id].describe(),
                      "prompts": used, **measures, **regional, f"{key}_low": low, f"{key}_high": high,
-                     "predicted_iou": checked.predicted_iou, "agreement": checked.agreement, "quality": checked.quality})
+                     "predicted_iou": checked.predicted_iou, "agreement": checked.agreement,
+                     "confidence": checked.confidence, "quality": checked.quality})
     table = pd.DataFrame(rows)
     table["review"] = review_flags(table["quality"], review_rate)
     atomic_write_csv(table, out / "measurements.csv", index=False)

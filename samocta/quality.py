@@ -6,7 +6,11 @@ Two signals cost little beyond the prediction itself:
   the scan's views;
 - **agreement**: how far the mask survives cheap variations: the same prompts on the mirrored scan
   (mask mirrored back) and the other label-free way of prompting it ("none" <-> "auto"; clicked
-  points: "none"). The mean Dice of the mask with each variation.
+  points: "none"). The mean Dice of the mask with each variation;
+- **confidence**: how sure the model is of its own mask, pixel by pixel: the soft Dice of its
+  probability map with the mask thresholded from it, ``2 sum(p m) / (sum(p) + sum(m))``, the Dice
+  the mask would have against a label drawn from the probabilities (an "expected Dice", as in
+  Jungo and Reyes, MICCAI 2019, on uncertainty as a quality estimate); 1 when every pixel is certain.
 
 ``QUALITY_SCORE`` names the one ``predict`` reports as ``quality``, chosen on held-out labelled
 synthetic subjects by ``calibrate`` (rank correlation with the true Dice, share of the worst masks
@@ -31,7 +35,7 @@ from samocta.errors import InputError
 if TYPE_CHECKING:
     from samocta.model import PromptableSam
 
-QUALITY_SIGNALS = ("agreement", "predicted_iou")
+QUALITY_SIGNALS = ("agreement", "predicted_iou", "confidence")
 QUALITY_SCORE = "agreement"
 """The signal reported as ``quality`` (the better of ``QUALITY_SIGNALS`` on held-out subjects)."""
 REVIEW_RATE = 0.1
@@ -47,12 +51,14 @@ class ScanQuality:
         predicted_iou: the decoder's predicted IoU of the prompt-free mask, mean over views.
         agreement: mean Dice of ``mask`` with each of ``variations``.
         variations: name -> bool ``(H, W)``: "mirrored" and "none" or "auto".
+        confidence: the soft Dice of the mask's probabilities with the mask itself.
     """
 
     mask: np.ndarray
     predicted_iou: float
     agreement: float
     variations: dict[str, np.ndarray]
+    confidence: float = float("nan")
 
     @property
     def quality(self) -> float:
@@ -91,10 +97,14 @@ def scan_quality(
     where = f"the scan ({image.shape[1]} x {image.shape[0]} px)"
     resampling, embeddings = scan_views(model, image, pixel_um, where)
 
-    def run(how, views, embs):
-        return binarize(decode_prompt(model, views, embs, how, np.random.default_rng(list(rng_seed))), threshold)[0]
+    def logits_of(how, views, embs):
+        return decode_prompt(model, views, embs, how, np.random.default_rng(list(rng_seed)))
 
-    mask = run(prompt, resampling, embeddings)
+    def run(how, views, embs):
+        return binarize(logits_of(how, views, embs), threshold)[0]
+
+    logits = logits_of(prompt, resampling, embeddings)
+    mask = binarize(logits, threshold)[0]
     if isinstance(prompt, str):
         mirrored_prompt = prompt
     else:
@@ -114,7 +124,16 @@ def scan_quality(
         out = model.decode_unprompted(embedding)
         ious.append(float(out.iou[0, out.selected[0]]))
     agreement = float(np.mean([dice(mask, v) for v in variations.values()]))
-    return ScanQuality(mask, float(np.mean(ious)), agreement, variations)
+    return ScanQuality(mask, float(np.mean(ious)), agreement, variations, self_dice(logits, mask))
+
+
+def self_dice(logits: torch.Tensor, mask: np.ndarray) -> float:
+    """``2 sum(p m) / (sum(p) + sum(m))`` of the probabilities ``p = sigmoid(logits)`` (``(1, 1, H, W)``)
+    and the bool ``(H, W)`` mask thresholded from them; 1 for two empty maps."""
+    p = torch.sigmoid(logits[0, 0].float()).cpu().numpy().astype(np.float64)
+    m = np.asarray(mask, np.float64)
+    total = p.sum() + m.sum()
+    return float(2 * (p * m).sum() / total) if total > 0 else 1.0
 
 
 def interval(measure_of, quality: ScanQuality, key: str) -> tuple[float, float]:

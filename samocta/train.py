@@ -8,6 +8,7 @@ uninterrupted run exactly.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
@@ -254,6 +255,7 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     """
     from tqdm.auto import tqdm
 
+    from samocta.clicks import training_sessions
     from samocta.data import collate_batch
     from samocta.losses import loss_for_task
     from samocta.prompts import PromptSpec
@@ -289,9 +291,10 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
         target = torch.as_tensor(batch["target"], device=fold.device).float().unsqueeze(1)
         if clicking:
             mine_counts = [counts[p] for p in mine] if mine else [0]
-            sessions = {"targets": batch["target"], "counts": mine_counts, "threshold": config.threshold, "feedback": True}
+            sessions = functools.partial(training_sessions, model, targets=batch["target"], counts=mine_counts,
+                                         threshold=config.threshold, feedback=model.trained_with["click_feedback"] == "True")
             with fold.precision.context(fold.device):
-                steps = fold.forward(batch["image"], None, None, sessions=sessions)
+                steps = fold.forward(batch["image"], None, None, decode_with=sessions)
             loss = _session_loss(criterion, steps, target)
         else:
             with fold.precision.context(fold.device):
@@ -403,7 +406,8 @@ def _announce(fold: _Fold) -> str:
     recipe, changed = config.recipe()
     return "\n".join([
         f"training {config.task} with "
-        + (f"corrective-click sessions of 1 to {config.session_clicks} clicks (each mask fed back)"
+        + (f"corrective-click sessions of 1 to {config.session_clicks} clicks (each mask "
+           f"{'fed back' if fold.model.trained_with['click_feedback'] == 'True' else 'decoded from the clicks alone'})"
            if config.prompt_mode == "clicks" else f"{config.prompt_mode} prompts")
         + (f" ({config.no_prompt_fraction:.0%} of the samples without)" if config.no_prompt_fraction else "")
         + f" into {fold.run_dir}",

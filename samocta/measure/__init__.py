@@ -76,6 +76,7 @@ COLUMNS = {
     "<measure>_low / _high": "the headline measure's lowest and highest value over the quality variations",
     "predicted_iou": "SAM's own predicted IoU of the mask",
     "agreement": "mean Dice of the mask with its mirrored and other-prompt variations",
+    "confidence": "soft Dice of the mask's probabilities with the mask itself (1: every pixel certain)",
     "quality": "the review signal (the agreement)",
     "review": "True for the lowest-quality share of the scans (--review-rate)",
 }

@@ -408,6 +408,8 @@ def build_model(config, device: str | torch.device | None = None):
                     mask_rule=config.mask_rule, task=config.task)
     model.trained_with = {"prompt_mode": config.prompt_mode, "no_prompt_fraction": str(config.no_prompt_fraction),
                           "channels": config.channels, **({"fov": config.fov} if config.fov else {})}
-    if config.prompt_mode == "clicks":  # decoded everywhere as it was trained: the previous logits fed back
-        model.trained_with.update({"click_feedback": "True", "session_clicks": str(config.session_clicks)})
+    if config.prompt_mode == "clicks":  # decoded everywhere as its sessions were: previous logits fed back or not
+        from samocta.model.promptable import takes_logits
+
+        model.trained_with.update({"click_feedback": str(takes_logits(model)), "session_clicks": str(config.session_clicks)})
     return model.to(resolve_device(config.device if device is None else device))

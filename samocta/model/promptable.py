@@ -87,6 +87,15 @@ def binarize(logits: torch.Tensor, threshold: float = 0.5) -> np.ndarray:
     return (logits[:, 0].float() > math.log(threshold / (1 - threshold))).cpu().numpy()
 
 
+def takes_logits(model) -> bool:
+    """Whether a model's mask prompt is made for the previous decode's logits: the official SAM's
+    (trained so); not the tiny SAM's, whose frozen mask-prompt path was pretrained on its clicks' map
+    only. Summing logits into it lowers Dice even for an adapter trained on click sessions that fed
+    them back (synthetic FAZ, 10 test subjects: Dice after 10 clicks 0.863 decoded with them, 0.901
+    without; ``benchmarks/RESULTS.md``, issue 36), so click sessions (``samocta.clicks``) train and decode it without."""
+    return getattr(model, "click_sigma", None) is None
+
+
 def split_prompts(
     coords: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
     labels: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
@@ -373,17 +382,14 @@ class PromptableSam(nn.Module):
         coords: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
         labels: np.ndarray | torch.Tensor | Sequence[np.ndarray | torch.Tensor],
         mask_rule: str | None = None,
-        sessions: dict | None = None,
-    ) -> MaskOutput | list:
+        decode_with: "typing.Callable[[Embedding], typing.Any] | None" = None,
+    ) -> "MaskOutput | typing.Any":
         """``decode(embed(images), coords, labels, mask_rule)``; see ``decode``.
 
-        With ``sessions`` (the keyword arguments of ``samocta.clicks.training_sessions`` but the model
-        and embedding: ``targets``, ``counts``, ``threshold``, ``feedback``), the images' simulated
-        click sessions instead (``coords`` and ``labels`` unused): a list of ``SessionStep``. It is
+        With ``decode_with``, the images' embedding goes to that function instead (``coords`` and
+        ``labels`` unused), e.g. training's click sessions (``samocta.clicks.training_sessions``): it is
         part of ``forward`` so that a DistributedDataParallel wrapper sees the whole computation.
         """
-        if sessions is not None:
-            from samocta.clicks import training_sessions
-
-            return training_sessions(self, self.embed(images), **sessions)
+        if decode_with is not None:
+            return decode_with(self.embed(images))
         return self.decode(self.embed(images), coords, labels, mask_rule)
