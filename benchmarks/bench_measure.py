@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
+from common import machine, publish  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = Path(os.environ.get("SAMOCTA_REAL") or Path.home() / ".cache" / "samocta-real" / "octa500-3m-rv")
@@ -109,10 +109,7 @@ def main() -> None:
         *table,
         "",
     ])
-    print(text)
-    if not args.no_append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(text)
+    publish(text, not args.no_append)
 
 
 if __name__ == "__main__":

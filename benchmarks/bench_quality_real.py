@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
+from common import commit, machine, publish  # noqa: E402
 
-HERE = Path(__file__).resolve().parent
 
 
 def scores(model, index, ids, task: str, threshold: float):
@@ -69,7 +67,6 @@ def main() -> None:
         table.append(f"| {signal}{' (predict reports it)' if signal == QUALITY_SCORE else ''} | {a['spearman']:.2f} | "
                      f"{a['caught']:.2f} | {b['spearman']:.2f} | {b['caught']:.2f} ({int(round(b['caught'] * b['n_review']))} of "
                      f"{b['n_review']}) |")
-    sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True).stdout.strip()
     text = "\n".join([
         "",
         f"### Review signals on real OCTA ({datetime.date.today().isoformat()})",
@@ -78,7 +75,7 @@ def main() -> None:
         f"the {len(test)} test subjects",
         f"- Model: {config.model} SAM, {fold.parent.name} run (`{' '.join(config.recipe()[1]) or 'its recipe'}`, "
         f"{config.prompt_mode} prompts), adapter_best, prompt-free masks as `predict` makes them",
-        f"- Machine: {machine()}; commit {sha}; {seconds:.1f} s per scan (the mask, its mirrored and auto variations)",
+        f"- Machine: {machine()}; commit {commit()}; {seconds:.1f} s per scan (the mask, its mirrored and auto variations)",
         f"- True Dice: training subjects {chosen_on['dice'].mean():.3f} (range {chosen_on['dice'].min():.3f}-"
         f"{chosen_on['dice'].max():.3f}), test {test['dice'].mean():.3f} ({test['dice'].min():.3f}-{test['dice'].max():.3f})",
         "",
@@ -86,10 +83,7 @@ def main() -> None:
         "|---|---|---|---|---|",
         *table,
     ]) + "\n"
-    print(text)
-    if not args.no_append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(text)
+    publish(text, not args.no_append)
 
 
 if __name__ == "__main__":

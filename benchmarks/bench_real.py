@@ -28,7 +28,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
+from common import commit, machine, publish  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = Path(os.environ.get("SAMOCTA_REAL") or Path.home() / ".cache" / "samocta-real" / "octa500-3m-rv")
@@ -49,14 +49,6 @@ def data_digest(data: Path) -> str:
     """The first 12 hex digits of the SHA-256 of the copy's SHA256SUMS (the script's own record of its files)."""
     sums = data / "SHA256SUMS"
     return hashlib.sha256(sums.read_bytes()).hexdigest()[:12] if sums.is_file() else "no SHA256SUMS"
-
-
-def commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
-                              check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def main() -> None:
@@ -125,11 +117,8 @@ def main() -> None:
         f"NoC@90 {click['NoC@90']:.1f}.",
     ]
     text = "\n".join(line for line in lines if line is not None) + "\n"
-    print(text)
+    publish(text, not args.no_append)
     print(f"config of the run:\n{config}")
-    if not args.no_append:
-        with open(HERE / "RESULTS.md", "a") as fh:
-            fh.write(text)
 
 
 if __name__ == "__main__":

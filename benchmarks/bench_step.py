@@ -12,12 +12,11 @@ than the 24 GiB of a CI-class machine.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, timeit  # noqa: E402
+from common import commit, machine, timeit  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -70,8 +69,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--rule", default="single", help="mask rule where the code has one (single: as before the change)")
     args = parser.parse_args()
-    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-    print(f"machine: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, commit {commit}")
+    print(f"machine: {machine()}, torch {torch.__version__}, {torch.get_num_threads()} threads, commit {commit()}")
     for model_type in args.models.split(","):
         t = step_time(model_type, args.repeat if model_type == "tiny" else max(2, args.repeat // 2), args.rule)
         print(f"{model_type}: batch 4, prompt lengths {t['points']}: step median {t['median']:.3f} s "

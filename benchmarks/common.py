@@ -5,8 +5,12 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import subprocess
 import time
+from pathlib import Path
 from typing import Callable
+
+RESULTS = Path(__file__).resolve().parent / "RESULTS.md"
 
 
 def single_core() -> None:
@@ -41,3 +45,20 @@ def timeit(fn: Callable[[], object], repeat: int, warmup: int = 1) -> dict[str, 
         fn()
         times.append(time.perf_counter() - t)
     return {"median": statistics.median(times), "min": min(times), "max": max(times)}
+
+
+def commit() -> str:
+    """The checkout's short commit hash, or "unknown" outside a git checkout."""
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=RESULTS.parent, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def publish(text: str, append: bool) -> None:
+    """Print a benchmark's section and, with ``append``, add it to benchmarks/RESULTS.md."""
+    print(text)
+    if append:
+        with open(RESULTS, "a") as fh:
+            fh.write(text)

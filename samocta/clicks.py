@@ -21,7 +21,7 @@ appendix: points sampled from the error of the previous mask, that mask's logits
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,7 @@ from samocta.errors import InputError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from samocta.data import Sample
     from samocta.model import PromptableSam
     from samocta.resample import Resampling
 
@@ -294,6 +295,7 @@ def evaluate_clicks(
     feedback: bool | None = None,
     fold: int | str | None = None,
     progress: bool = True,
+    samples: "Mapping[int, Sample] | None" = None,
 ) -> "pd.DataFrame":
     """Simulated corrective clicks (``click_curve``) on each subject: one row per (subject, click).
 
@@ -304,6 +306,7 @@ def evaluate_clicks(
         seed: the click rule's ties draw from ``fixed_rng(seed, id)``.
         threshold, start, feedback: as ``click_curve`` takes them.
         fold: recorded in every row.
+        samples: subjects already read (training's validation reads them once per run), by id.
 
     Returns:
         a DataFrame with id, fold, task, fov, start, feedback, click (0 .. max_clicks), dice, and the
@@ -323,7 +326,7 @@ def evaluate_clicks(
     rows = []
     model.eval()
     for sid in tqdm(list(ids), desc=f"clicks {task}", disable=not progress, leave=False):
-        sample = index.load(sid, tasks=label_tasks(task, index.tasks))
+        sample = samples[sid] if samples and sid in samples else index.load(sid, tasks=label_tasks(task, index.tasks))
         with torch.inference_mode():
             resampling, embeddings = scan_views(model, sample.image, sample.pixel_um, f"subject {sample.id}")
         curve = click_curve(model, resampling, embeddings, sample.labels[task], max_clicks, threshold,
@@ -374,12 +377,11 @@ def click_summary(curves: "pd.DataFrame", by: Sequence[str] = ("task", "fov", "s
 
 @dataclass
 class SessionStep:
-    """One decode of ``training_sessions``: the samples decoded at it (their positions in the batch),
-    their logits ``(n, 1, H, W)`` at the images' size (with gradients), and the clicks each had so far."""
+    """One decode of ``training_sessions``: the samples decoded at it (their positions in the batch) and
+    their logits ``(n, 1, H, W)`` at the images' size (with gradients)."""
 
     samples: list[int]
     logits: torch.Tensor
-    clicks: list[int]
 
 
 def training_sessions(
@@ -431,20 +433,18 @@ def training_sessions(
     unprompted = [i for i, c in enumerate(counts) if c == 0]
     if unprompted:
         empty = [np.zeros((0, 2), np.float32)] * len(unprompted)
-        out = decode(unprompted, empty, [np.zeros(0, np.int64)] * len(unprompted), None)
-        steps.append(SessionStep(unprompted, out.logits, [0] * len(unprompted)))
+        steps.append(SessionStep(unprompted, decode(unprompted, empty, [np.zeros(0, np.int64)] * len(unprompted), None).logits))
     points: dict[int, list[tuple[float, float]]] = {i: [] for i in range(len(counts))}
     marks: dict[int, list[int]] = {i: [] for i in range(len(counts))}
     preds = {i: np.zeros(targets.shape[1:], bool) for i in range(len(counts))}
     low_res: dict[int, torch.Tensor] = {}
+    alive = {i for i, c in enumerate(counts) if c > 0}  # sessions with clicks still to make
     for t in range(1, max(counts, default=0) + 1):
         rows = []
-        for i, c in enumerate(counts):
-            if c < t or (t > 1 and i not in low_res):
-                continue
-            click = next_click(preds[i], targets[i])
-            if click is None:  # the mask is the label: the session is over
-                low_res.pop(i, None)
+        for i in sorted(alive):
+            click = next_click(preds[i], targets[i]) if counts[i] >= t else None
+            if click is None:  # its clicks are spent, or its mask is the label: the session is over
+                alive.discard(i)
                 continue
             points[i].append((click.x, click.y))
             marks[i].append(click.label)
@@ -458,7 +458,5 @@ def training_sessions(
         for k, i in enumerate(rows):
             preds[i] = masks[k]
             low_res[i] = out.selected_low_res[k : k + 1].detach()
-        for i in set(low_res) - set(rows):
-            del low_res[i]
-        steps.append(SessionStep(rows, out.logits, [t] * len(rows)))
+        steps.append(SessionStep(rows, out.logits))
     return steps

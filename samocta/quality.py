@@ -58,7 +58,7 @@ class ScanQuality:
     predicted_iou: float
     agreement: float
     variations: dict[str, np.ndarray]
-    confidence: float = float("nan")
+    confidence: float
 
     @property
     def quality(self) -> float:
@@ -127,13 +127,13 @@ def scan_quality(
     return ScanQuality(mask, float(np.mean(ious)), agreement, variations, self_dice(logits, mask))
 
 
-def self_dice(logits: torch.Tensor, mask: np.ndarray) -> float:
-    """``2 sum(p m) / (sum(p) + sum(m))`` of the probabilities ``p = sigmoid(logits)`` (``(1, 1, H, W)``)
-    and the bool ``(H, W)`` mask thresholded from them; 1 for two empty maps."""
+def self_dice(logits: torch.Tensor, mask: np.ndarray, smooth: float = 1.0) -> float:
+    """``(2 sum(p m) + s) / (sum(p) + sum(m) + s)`` of the probabilities ``p = sigmoid(logits)``
+    (``(1, 1, H, W)``) and the bool ``(H, W)`` mask thresholded from them. ``s`` (one pixel, as in the
+    Dice loss) keeps a certain empty mask, whose probabilities are tiny but not 0, at 1."""
     p = torch.sigmoid(logits[0, 0].float()).cpu().numpy().astype(np.float64)
     m = np.asarray(mask, np.float64)
-    total = p.sum() + m.sum()
-    return float(2 * (p * m).sum() / total) if total > 0 else 1.0
+    return float((2 * (p * m).sum() + smooth) / (p.sum() + m.sum() + smooth))
 
 
 def interval(measure_of, quality: ScanQuality, key: str) -> tuple[float, float]:

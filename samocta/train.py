@@ -71,39 +71,30 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
 
 def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], config: TrainConfig) -> dict[str, float]:
     """Validation scores, computed by ``samocta.evaluate.evaluate``: the same prompts, decoding and
-    threshold as ``evaluate_run(run, part="val")`` in the run's prompt mode, so the two agree."""
-    from samocta.evaluate import evaluate
-    from samocta.prompts import PromptSpec
+    threshold as ``evaluate_run(run, part="val")`` in the run's prompt mode, so the two agree.
 
-    if config.prompt_mode == "clicks":
-        return _validate_clicks(model, index, samples, config)
-    specs = {config.prompt_mode: config.prompt_spec(), "none": PromptSpec.paper(config.task, "none")}
-    results = evaluate(model, index, list(samples), config.task, specs, seed=config.seed, threshold=config.threshold,
-                       progress=False, samples=samples)
-    own = results[results["mode"] == config.prompt_mode]
-    scores = {k: float(own[k].mean()) for k in ("dice", "jaccard", "cldice")}
-    scores["dice_none"] = float(results.loc[results["mode"] == "none", "dice"].mean())
-    return scores
-
-
-def _validate_clicks(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], config: TrainConfig) -> dict[str, float]:
-    """A click-trained run's validation: the corrective clicks ``evaluate --modes clicks`` makes (up to
-    ``session_clicks``, from start "click", decoded as the adapter records), scored as the mean Dice
-    over clicks 1..N (Jaccard likewise, from each Dice); clDice is not measured per click (NaN); and
-    the prompt-free Dice as every run reports it."""
+    A click-trained run is scored on the corrective clicks ``evaluate --modes clicks`` makes (up to
+    ``session_clicks``, from start "click", decoded as the adapter records): the mean Dice over clicks
+    1..N (Jaccard likewise, from each Dice); clDice is not measured per click (NaN)."""
     from samocta.clicks import evaluate_clicks
     from samocta.evaluate import evaluate
     from samocta.prompts import PromptSpec
 
-    none = evaluate(model, index, list(samples), config.task, {"none": PromptSpec.paper(config.task, "none")},
-                    seed=config.seed, threshold=config.threshold, progress=False, samples=samples)
+    clicks = config.prompt_mode == "clicks"
+    specs = {**({} if clicks else {config.prompt_mode: config.prompt_spec()}), "none": PromptSpec.paper(config.task, "none")}
+    results = evaluate(model, index, list(samples), config.task, specs, seed=config.seed, threshold=config.threshold,
+                       progress=False, samples=samples)
+    dice_none = float(results.loc[results["mode"] == "none", "dice"].mean())
+    if not clicks:
+        own = results[results["mode"] == config.prompt_mode]
+        return {**{k: float(own[k].mean()) for k in ("dice", "jaccard", "cldice")}, "dice_none": dice_none}
     curves = evaluate_clicks(model, index, list(samples), config.task, config.session_clicks, config.seed, config.threshold,
-                             progress=False)
+                             progress=False, samples=samples)
     clicked = curves[curves["click"] > 0]
-    dice = clicked.groupby("id")["dice"].mean()
+    by_subject = clicked.groupby("id")["dice"]
     jaccard = (clicked["dice"] / (2 - clicked["dice"])).groupby(clicked["id"]).mean()
-    return {"dice": float(dice.mean()), "jaccard": float(jaccard.mean()), "cldice": float("nan"),
-            "dice_none": float(none["dice"].mean())}
+    return {"dice": float(by_subject.mean().mean()), "jaccard": float(jaccard.mean()), "cldice": float("nan"),
+            "dice_none": dice_none}
 
 
 def selection_score(config: TrainConfig, row: dict[str, float]) -> float:
@@ -255,7 +246,7 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     """
     from tqdm.auto import tqdm
 
-    from samocta.clicks import training_sessions
+    from samocta.clicks import feeds_back, training_sessions
     from samocta.data import collate_batch
     from samocta.losses import loss_for_task
     from samocta.prompts import PromptSpec
@@ -292,7 +283,7 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
         if clicking:
             mine_counts = [counts[p] for p in mine] if mine else [0]
             sessions = functools.partial(training_sessions, model, targets=batch["target"], counts=mine_counts,
-                                         threshold=config.threshold, feedback=model.trained_with["click_feedback"] == "True")
+                                         threshold=config.threshold, feedback=feeds_back(model))
             with fold.precision.context(fold.device):
                 steps = fold.forward(batch["image"], None, None, decode_with=sessions)
             loss = _session_loss(criterion, steps, target)
@@ -389,6 +380,7 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool | str =
 
 def _announce(fold: _Fold) -> str:
     """What a run is about to do, before its first step: model, weights, device, data and folder."""
+    from samocta.clicks import feeds_back
     from samocta.data import channels_label
 
     config, model = fold.config, fold.model
@@ -407,7 +399,7 @@ def _announce(fold: _Fold) -> str:
     return "\n".join([
         f"training {config.task} with "
         + (f"corrective-click sessions of 1 to {config.session_clicks} clicks (each mask "
-           f"{'fed back' if fold.model.trained_with['click_feedback'] == 'True' else 'decoded from the clicks alone'})"
+           f"{'fed back' if feeds_back(model) else 'decoded from the clicks alone'})"
            if config.prompt_mode == "clicks" else f"{config.prompt_mode} prompts")
         + (f" ({config.no_prompt_fraction:.0%} of the samples without)" if config.no_prompt_fraction else "")
         + f" into {fold.run_dir}",

@@ -14,6 +14,7 @@ import torch
 from inputs import training_inputs
 from samocta.clicks import ClickSession, click_curve, feeds_back, training_sessions
 from samocta.config import TrainingError
+from samocta.options import ConfigError
 from samocta.data import OCTA500
 from samocta.losses import loss_for_task
 from samocta.model import build_model
@@ -58,9 +59,9 @@ def test_each_step_of_a_training_session_is_the_decode_the_canvas_makes_for_thos
         curve = click_curve(model, resampling, [embedding], target, max_clicks=4, start="click", feedback=feedback)
         session = ClickSession(model, resampling, [embedding], feedback=feedback, start="click")
         assert len(steps) == len(curve.clicks) >= 2
-        for step, click in zip(steps, curve.clicks):
+        for k, (step, click) in enumerate(zip(steps, curve.clicks), 1):
             logits = session.add(click.x, click.y, click.label)
-            assert step.samples == [0] and torch.equal(step.logits, logits), f"click {step.clicks[0]}"
+            assert step.samples == [0] and torch.equal(step.logits, logits), f"click {k}"
     # and the feedback matters: the same clicks without it decode to other logits
     with torch.inference_mode():
         other = training_sessions(model, embedding, target[None], [4], threshold=0.5, feedback=not feedback)
@@ -79,6 +80,32 @@ def test_a_session_of_zero_clicks_is_the_prompt_free_decode_and_a_met_label_ends
         # an empty label is met by the empty mask a session starts from: nothing is left to click
         empty = np.zeros((2, *sample.labels["FAZ"].shape), bool)
         assert training_sessions(model, embedding, empty, [3, 3]) == []
+
+
+def test_a_batch_holds_sessions_of_their_own_lengths_each_as_it_would_be_alone(setup):
+    model = build_model(_config(setup, setup / "unused"), device="cpu").eval()
+    index = OCTA500(setup / "data", "3M")
+    subjects = [index.load(i, tasks=("FAZ",)) for i in (10301, 10302, 10303)]
+    images, targets = np.stack([s.image for s in subjects]), np.stack([s.labels["FAZ"] for s in subjects])
+    with torch.inference_mode():
+        together = training_sessions(model, model.embed(images), targets, [3, 0, 1])
+        assert [s.samples for s in together] == [[1], [0, 2], [0], [0]]
+        for i, count in ((0, 3), (2, 1)):  # the same steps as the sample's session decoded on its own
+            alone = training_sessions(model, model.embed(images[i:i + 1]), targets[i:i + 1], [count])
+            mine = [s.logits[s.samples.index(i)] for s in together if i in s.samples]
+            assert len(mine) == len(alone) and all(torch.allclose(a.logits[0], m, atol=1e-4) for a, m in zip(alone, mine))
+
+
+def test_a_click_runs_validation_reads_no_subject_again(setup, monkeypatch):
+    from samocta.train import _validate
+
+    config = _config(setup, setup / "unused")
+    model = build_model(config, device="cpu")
+    index = OCTA500(setup / "data", "3M")
+    samples = {i: index.load(i, tasks=("FAZ",)) for i in (10301, 10302)}
+    monkeypatch.setattr(OCTA500, "load", lambda *a, **k: pytest.fail("a validation subject was read from disk again"))
+    scores = _validate(model, index, samples, config)
+    assert 0 <= scores["dice"] <= 1 and 0 <= scores["jaccard"] <= scores["dice"] and np.isnan(scores["cldice"])
 
 
 def test_each_sample_weighs_as_one_however_long_its_session():
@@ -135,5 +162,5 @@ def test_the_adapter_says_how_its_clicks_decode_and_every_decoder_of_clicks_foll
 def test_session_options_are_checked_before_any_work():
     with pytest.raises(TrainingError, match="--session-clicks"):
         TrainConfig(prompt_mode="global", session_clicks=3)
-    with pytest.raises(Exception, match="1 to 20"):
+    with pytest.raises(ConfigError, match="1 to 20"):
         TrainConfig(prompt_mode="clicks", session_clicks=21)

@@ -203,16 +203,31 @@ def test_predict_writes_a_quality_and_flags_the_lowest_share_for_review(run, tmp
     assert main(["predict", "--adapter", str(root / "run"), "--input", str(root / "data"), "--out", str(out),
                  "--review-rate", "0.25", "--quiet"]) == 0
     table = pd.read_csv(out / "measurements.csv")
-    for column in ("predicted_iou", "agreement", "quality", "review", "faz_area_mm2_low", "faz_area_mm2_high"):
+    for column in ("predicted_iou", "agreement", "confidence", "quality", "review", "faz_area_mm2_low", "faz_area_mm2_high"):
         assert column in table.columns, column
     assert table["review"].sum() == round(0.25 * len(table))
     assert table.loc[table["review"], "quality"].max() <= table.loc[~table["review"], "quality"].min()
     assert ((table["faz_area_mm2_low"] <= table["faz_area_mm2"]) & (table["faz_area_mm2"] <= table["faz_area_mm2_high"])).all()
-    assert table["agreement"].between(0, 1).all() and table["predicted_iou"].notna().all()
+    assert table["agreement"].between(0, 1).all() and table["confidence"].between(0, 1).all()
+    assert table["predicted_iou"].notna().all()
     assert "to review" in capsys.readouterr().out
     assert main(["predict", "--adapter", str(root / "run"), "--input", str(root / "data"), "--out", str(tmp_path / "r"),
                  "--review-rate", "2"]) == 1
     assert "--review-rate" in capsys.readouterr().err
+
+
+def test_confidence_is_one_for_a_certain_mask_and_falls_as_its_pixels_grow_unsure():
+    from samocta.quality import self_dice
+
+    mask = np.zeros((8, 8), bool)
+    mask[2:6, 2:6] = True
+    certain = torch.where(torch.as_tensor(mask), 30.0, -30.0)[None, None]
+    assert self_dice(certain, mask) == pytest.approx(1.0)
+    # every foreground pixel at p = 0.75, the rest at 0: (2 * 0.75 * 16 + 1) / (0.75 * 16 + 16 + 1)
+    unsure = torch.where(torch.as_tensor(mask), float(np.log(3)), -30.0)[None, None]
+    assert self_dice(unsure, mask) == pytest.approx(25 / 29, rel=1e-6)
+    # a certain empty mask is certain too
+    assert self_dice(torch.full((1, 1, 8, 8), -30.0), np.zeros((8, 8), bool)) == pytest.approx(1.0)
 
 
 def test_calibration_catches_the_worst_masks_a_score_ranks_last():

@@ -64,6 +64,7 @@ def check_adapter_metadata(meta: dict[str, str], path: str | os.PathLike) -> Non
     from samocta.config import MAX_SESSION_CLICKS, TRAIN_MODES, TrainConfig
     from samocta.data.channels import parse_channels
     from samocta.data.octa500 import FOVS, check_fov_mm
+
     def refuse(what: str) -> AdapterError:
         return AdapterError(f"{path}: the adapter's metadata is not what a training writes ({what}); use the adapter as its "
                             "training wrote it")

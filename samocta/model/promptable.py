@@ -92,7 +92,8 @@ def takes_logits(model) -> bool:
     (trained so); not the tiny SAM's, whose frozen mask-prompt path was pretrained on its clicks' map
     only. Summing logits into it lowers Dice even for an adapter trained on click sessions that fed
     them back (synthetic FAZ, 10 test subjects: Dice after 10 clicks 0.863 decoded with them, 0.901
-    without; ``benchmarks/RESULTS.md``, issue 36), so click sessions (``samocta.clicks``) train and decode it without."""
+    without; ``benchmarks/RESULTS.md``, issue 36), so click sessions (``samocta.clicks``) train and
+    decode it without."""
     return getattr(model, "click_sigma", None) is None
 
 
