@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import hashlib
+import json
 import os
 import resource
 import subprocess
@@ -86,6 +87,10 @@ def main() -> None:
     history = pd.read_csv(fold / "metrics.csv")
     config = (fold / "config.json").read_text()
     best = history.loc[history["val_dice"].idxmax()] if "val_dice" in history else None
+    trained = json.loads(config)
+    # A click run validates on the mean Dice over its simulated sessions' 1..N clicks, not on generated prompts.
+    prompted = (f"mean over 1–{trained['session_clicks']} corrective clicks" if trained.get("prompt_mode") == "clicks"
+                else f"with {trained.get('prompt_mode', 'global')} prompts")
     rows = []
     for mode in MODES:
         part = results[results["mode"] == mode]
@@ -103,7 +108,7 @@ def main() -> None:
         f"{data_digest(data)}; scored on its 50 test subjects once",
         f"- Machine: {machine()}; commit {commit()}",
         f"- Model: {setup}; best epoch {int(best['epoch']) if best is not None else '?'} of {len(history)} "
-        f"(validation Dice {best['val_dice']:.3f} with prompts, {best['val_dice_none']:.3f} without)" if best is not None else "",
+        f"(validation Dice {best['val_dice']:.3f} {prompted}, {best['val_dice_none']:.3f} without)" if best is not None else "",
         f"- Commands: `python -m samocta train --data DATA --task RV --out RUN{' ' + ' '.join(extra) if extra else ''}`, then "
         f"`python -m samocta evaluate --run RUN --part test --modes {','.join([*MODES, 'clicks'])}`",
         f"- Training {train_min:.1f} min (peak memory {train_gib:.1f} GiB); scoring {eval_min:.1f} min ({eval_gib:.1f} GiB)",
