@@ -64,10 +64,9 @@ def _draw_grid(ax, row: Mapping, shape: tuple[int, int]) -> None:
 
 def scan_figure(row: Mapping, image: np.ndarray, mask: np.ndarray, channels: Sequence[str], path: Path) -> None:
     """One scan's report figure: the overlay, the grid, and its numbers in a table, written to ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
+    # A bare Figure, not pyplot: it draws on its own canvas, so a notebook's backend and its open figures stay as
+    # they were (switching pyplot to Agg here once hid every later figure of the kernel).
+    from matplotlib.figure import Figure
 
     from samocta.files import atomic_write
 
@@ -75,7 +74,8 @@ def scan_figure(row: Mapping, image: np.ndarray, mask: np.ndarray, channels: Seq
     grey = image[..., shown].astype(np.float32)
     rgb = np.repeat(grey[..., None], 3, axis=-1)
     rgb[mask] = 0.55 * rgb[mask] + 0.45 * np.array([30.0, 144.0, 255.0])
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9.5, 4.6), gridspec_kw={"width_ratios": [1, 1.05]})
+    fig = Figure(figsize=(9.5, 4.6))
+    left, right = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1, 1.05]})
     left.imshow(rgb.astype(np.uint8))
     _draw_grid(left, row, mask.shape)
     left.set_title(f"{row['id']}: {row['task']}" + ("  (review)" if row.get("review") else ""), fontsize=10)
@@ -91,7 +91,6 @@ def scan_figure(row: Mapping, image: np.ndarray, mask: np.ndarray, channels: Seq
     table.scale(1, 1.25)
     fig.tight_layout()
     atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=100), sync=False)
-    plt.close(fig)
 
 
 def write_report(out: str | Path, table: "pd.DataFrame", images: Mapping, channels: Sequence[str]) -> Path:

@@ -229,3 +229,19 @@ def test_the_report_page_of_chapter_6_opens_with_every_scan_and_the_flagged_ones
     assert set(headings[:len(flagged)]) == flagged, "flagged scans first"
     assert page.locator("section .flag").count() == len(flagged)
     assert f"{len(flagged)} flagged" in page.locator("h1").inner_text()
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_every_cell_that_draws_shows_its_figure(chapter):
+    """A code cell that makes a matplotlib figure carries it as an output in the executed chapter: a library call
+    that switched pyplot's backend once hid the figures of every later cell, and the page still had others."""
+    import nbformat
+
+    executed = ROOT / "_build" / "src" / "notebooks" / f"{chapter}.ipynb"
+    if not executed.exists():
+        pytest.fail(f"no executed chapter at {executed}: run 'make book' first")
+    drawing = re.compile(r"\bplt\.(subplots|figure)\(")
+    missing = [i for i, cell in enumerate(nbformat.read(executed, as_version=4).cells)
+               if cell.cell_type == "code" and drawing.search(cell.source)
+               and not any("image/png" in out.get("data", {}) for out in cell.outputs)]
+    assert not missing, f"{chapter}: cells {missing} draw a figure that is not in their output"

@@ -304,3 +304,25 @@ def test_the_regional_report_is_the_same_numbers_from_the_cli_and_the_api_and_do
     assert all(any(p.match(c) for p in patterns) for c in table.columns), [c for c in table.columns if not any(p.match(c) for p in patterns)]
     readme = (Path(__file__).parents[1] / "README.md").read_text()
     assert all(f"`{name}`" in readme for name in COLUMNS), [n for n in COLUMNS if f"`{n}`" not in readme]
+
+
+def test_a_report_figure_leaves_the_notebooks_plotting_as_it_was(tmp_path):
+    """Writing the report in a notebook must not switch pyplot's backend or leave figures open: once it did (pyplot
+    forced to Agg), and every later figure of the kernel stopped showing."""
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    from samocta.scan_report import scan_figure
+
+    before = matplotlib.get_backend()
+    plt.switch_backend("pdf")  # a backend the report must not replace with Agg
+    try:
+        open_figures = plt.get_fignums()
+        row = {"id": "scan", "task": "RV", "area_density_pct": 5.0}
+        mask = np.zeros((64, 64), bool)
+        mask[20:40, 30:34] = True
+        scan_figure(row, np.full((64, 64, 3), 90, np.uint8), mask, ["ILM_OPL", "FULL", "OPL_BM"], tmp_path / "scan.png")
+        assert (tmp_path / "scan.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert matplotlib.get_backend() == "pdf" and plt.get_fignums() == open_figures
+    finally:
+        plt.switch_backend(before)
