@@ -146,9 +146,13 @@ def review_flags(quality: Sequence[float], rate: float = REVIEW_RATE) -> np.ndar
     """bool ``(N,)``: the ``round(rate * N)`` scans of lowest quality (ties: the earlier scan first)."""
     if not 0 <= rate <= 1:
         raise InputError(f"--review-rate is a share of the scans, 0 to 1; got {rate}")
-    quality = np.asarray(quality, np.float64)
-    flags = np.zeros(len(quality), bool)
-    flags[np.argsort(quality, kind="stable")[: int(round(rate * len(quality)))]] = True
+    return _lowest(quality, int(round(rate * len(quality))))
+
+
+def _lowest(values: Sequence[float], k: int) -> np.ndarray:
+    """bool ``(N,)``: the ``k`` lowest ``values`` (ties: the earlier first); the one ranking flag and calibration share."""
+    flags = np.zeros(len(values), bool)
+    flags[np.argsort(np.asarray(values, np.float64), kind="stable")[:k]] = True
     return flags
 
 
@@ -173,8 +177,7 @@ def calibrate(score: Sequence[float], true_dice: Sequence[float], review_rate: f
     if not 0 < review_rate < 1:
         raise InputError(f"the review rate lies between 0 and 1, got {review_rate}")
     k = max(1, int(round(review_rate * len(score))))
-    flagged = set(np.argsort(score, kind="stable")[:k].tolist())
-    worst = set(np.argsort(true_dice, kind="stable")[:k].tolist())
+    caught = np.count_nonzero(_lowest(score, k) & _lowest(true_dice, k)) / k
     rho = spearmanr(score, true_dice).statistic if np.ptp(score) > 0 and np.ptp(true_dice) > 0 else float("nan")
-    return {"spearman": float(rho), "caught": len(flagged & worst) / k, "n_review": k,
+    return {"spearman": float(rho), "caught": caught, "n_review": k,
             "threshold": float(np.sort(score)[k - 1]), "n": int(len(score))}
