@@ -24,7 +24,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -c "import samocta, torch, torchvision, segment_anything"
 	touch $@
 
+# the package's layers first (the contract in pyproject.toml), then the tests
 test: $(STAMP)
+	$(VENV)/bin/lint-imports --no-logo --no-cache
 	$(PY) -m pytest
 
 test-slow: $(STAMP)

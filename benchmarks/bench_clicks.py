@@ -4,11 +4,11 @@ Run: .venv/bin/python benchmarks/bench_clicks.py --runs DIR [--held N] [--max-cl
 DIR holds the book's runs (the ``runs`` folder in the chapters' WORKDIR after ``make book``): FAZ-tiny-global (chapter 3),
 RV-tiny-global-decoder and Artery-tiny-local-decoder (chapter 4), FAZ-tiny-mixed (chapter 6).
 On N held-out synthetic subjects (a seed no run trained on; default 24):
-- corrective clicks (samocta.clicks): Dice at 1/3/5/10 clicks, NoC@85/90, from start "click", with
+- corrective clicks (samocta.evaluate.clicks): Dice at 1/3/5/10 clicks, NoC@85/90, from start "click", with
   and without the previous logits fed back;
 - the time per corrective click from a cached embedding (decode + the click rule), in the kernel, and
   the exported ONNX graph's decode in onnxruntime (the engine the browser's onnxruntime-web wraps);
-- the quality signals of prompt-free predictions (samocta.quality): Spearman with the true Dice and
+- the quality signals of prompt-free predictions (samocta.predict.quality): Spearman with the true Dice and
   the share of the worst 10 % caught at a 10 % review rate.
 """
 
@@ -22,11 +22,10 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from common import machine  # noqa: E402
 
 RUNS = ("FAZ-tiny-global", "RV-tiny-global-decoder", "Artery-tiny-local-decoder", "FAZ-tiny-mixed")
 
@@ -41,15 +40,14 @@ def main() -> None:
     torch.set_num_threads(2)
     warnings.simplefilter("ignore")
 
-    from samocta.clicks import click_curve, click_summary
     from samocta.data import open_dataset
-    from samocta.export import INPUT_NAMES, export_decoder_onnx
+    from samocta.decode import scan_views
+    from samocta.evaluate import click_curve, click_summary
     from samocta.metrics import dice
-    from samocta.predict import load_model
+    from samocta.model.export import INPUT_NAMES, export_decoder_onnx
+    from samocta.predict import calibrate, load_model, scan_quality
     from samocta.prompts import fixed_rng
-    from samocta.quality import calibrate, scan_quality
     from samocta.synth import write_octa500
-    from samocta.views import scan_views
 
     print(f"machine: {machine()}; torch {torch.__version__}")
     work = Path(tempfile.mkdtemp(prefix="bench-clicks-"))

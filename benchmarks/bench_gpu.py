@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 
-from samocta import bench
+from samocta.train import bench
 
 MEMORY_LIMIT_MIB = 14 * 1000**3 / 2**20  # 14 GB, the figure, in MiB
 SPEED_TARGET = 3.0

@@ -19,19 +19,18 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from common import machine  # noqa: E402
 
 from samocta.config import TrainConfig  # noqa: E402
 from samocta.data import OCTA500, Split  # noqa: E402
 from samocta.evaluate import evaluate, predict_modes  # noqa: E402
-from samocta.lessons import paper_lessons  # noqa: E402
 from samocta.measure import measure  # noqa: E402
 from samocta.model import TINY_CONFIG, build_model  # noqa: E402
 from samocta.prompts import PromptSpec  # noqa: E402
+from samocta.reader import paper_lessons  # noqa: E402
 from samocta.synth import ensure_synthetic  # noqa: E402
 from samocta.train import train_fold  # noqa: E402
 

@@ -50,12 +50,12 @@ def main() -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
+    from samocta.core.runs import fold_dirs
     from samocta.data import Split, open_dataset
     from samocta.measure import measure
     from samocta.measure.agreement import agreement
     from samocta.measure.regional import regional_measures
     from samocta.predict import load_model, predict_scans
-    from samocta.runs import fold_dirs
 
     fold = fold_dirs(run)[0]
     split = Split.from_json(fold / "split.json")

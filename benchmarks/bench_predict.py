@@ -22,15 +22,15 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine  # noqa: E402
-
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
+from common import machine  # noqa: E402
 
 from samocta.cli import main as cli  # noqa: E402
 from samocta.data import OCTA500  # noqa: E402
-from samocta.evaluate import AutoPromptFallback, evaluate_run  # noqa: E402
+from samocta.decode import AutoPromptFallback  # noqa: E402
+from samocta.evaluate import evaluate_run  # noqa: E402
 from samocta.measure import measure  # noqa: E402
 from samocta.synth import ensure_synthetic, write_octa500  # noqa: E402
 from samocta.train import TrainConfig, train_fold  # noqa: E402

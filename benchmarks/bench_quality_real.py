@@ -3,7 +3,7 @@
 Run: .venv/bin/python benchmarks/bench_quality_real.py RUN [--choose N] [--no-append]
 
 RUN is a run trained on the public OCTA-500 3M copy (``bench_real.py``'s, outside the repository).
-Every scan is segmented as ``predict`` segments it (prompt-free, ``samocta.quality.scan_quality``),
+Every scan is segmented as ``predict`` segments it (prompt-free, ``samocta.predict.scan_quality``),
 its mask scored against its label, and each signal of ``QUALITY_SIGNALS`` compared with that Dice by
 ``calibrate`` (Spearman, the worst 10 % caught). The signal is chosen on the first ``--choose``
 training subjects (the model has seen them: their Dice is higher, their ranking still informative)
@@ -23,13 +23,12 @@ sys.path.insert(0, str(Path(__file__).parent))
 from common import commit, machine, publish  # noqa: E402
 
 
-
 def scores(model, index, ids, task: str, threshold: float):
     import pandas as pd
 
     from samocta.metrics import dice
+    from samocta.predict import QUALITY_SIGNALS, scan_quality
     from samocta.prompts import label_tasks
-    from samocta.quality import QUALITY_SIGNALS, scan_quality
 
     rows = []
     for sid in ids:
@@ -47,11 +46,10 @@ def main() -> None:
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    from samocta import runs
     from samocta.config import TrainConfig, open_data
+    from samocta.core import runs
     from samocta.data import Split
-    from samocta.predict import load_model
-    from samocta.quality import QUALITY_SCORE, QUALITY_SIGNALS, calibrate
+    from samocta.predict import QUALITY_SCORE, QUALITY_SIGNALS, calibrate, load_model
 
     fold = Path(args.run).expanduser() / "standard"
     config, index = open_data(TrainConfig.from_json(fold / runs.CONFIG))

@@ -16,15 +16,14 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import commit, machine, timeit  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import commit, machine, timeit  # noqa: E402
 
-from samocta.losses import loss_for_task  # noqa: E402
 from samocta.model import LoRASam, build_sam  # noqa: E402
 from samocta.prompts import PromptSpec, collate_prompts  # noqa: E402
 from samocta.synth import make_sample  # noqa: E402
+from samocta.train import loss_for_task  # noqa: E402
 
 
 def batch(n: int = 4, seed: int = 0):

@@ -13,13 +13,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, timeit  # noqa: E402
-
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import machine, timeit  # noqa: E402
 
 from samocta.model import TINY_CONFIG, PromptableSam, build_sam  # noqa: E402
-from samocta.pretrain import zero_shot_miou  # noqa: E402
+from samocta.train.pretrain import zero_shot_miou  # noqa: E402
 
 
 def click_latency(model: PromptableSam, size: int, repeat: int = 30) -> dict[str, float]:

@@ -11,9 +11,9 @@ import typing
 from pathlib import Path
 from typing import Sequence
 
+from samocta.core.errors import SamOctaError, exit_status
+from samocta.core.options import MAX_SEED, bounded_int
 from samocta.data.octa500 import fov_mm_option
-from samocta.errors import SamOctaError, exit_status
-from samocta.options import MAX_SEED, bounded_int
 
 MAX_BOOTSTRAP = 100_000  # resamples of the report's intervals: 10,000 is plenty, 100,000 takes seconds per cell
 
@@ -62,8 +62,8 @@ def _synth(args: argparse.Namespace) -> int:
 def _pretrain_tiny(args: argparse.Namespace) -> int:
     import json
 
-    from samocta.options import given_arguments
-    from samocta.pretrain import PretrainConfig, pretrain
+    from samocta.core.options import given_arguments
+    from samocta.train.pretrain import PretrainConfig, pretrain
 
     cfg = PretrainConfig(**given_arguments(PretrainConfig, args))
     summary = pretrain(args.out, cfg, device=args.device)
@@ -77,10 +77,12 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     import pandas as pd
 
-    from samocta import runs
-    from samocta.clicks import STARTS, click_summary
-    from samocta.evaluate import CLICKS, EVAL_MODES, evaluate_run
-    from samocta.files import atomic_write_csv
+    from samocta.core import runs
+    from samocta.core.files import atomic_write_csv
+    from samocta.decode.modes import EVAL_MODES
+    from samocta.decode.session import STARTS
+    from samocta.evaluate.clicks import click_summary
+    from samocta.evaluate.score import CLICKS, evaluate_run
     from samocta.metrics import summarize
 
     run = Path(args.run)
@@ -139,7 +141,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from samocta.predict import PredictError, load_model, predict_scans
+    from samocta.predict.scans import PredictError, load_model, predict_scans
 
     ids = [i.strip() for i in args.ids.split(",") if i.strip()] if args.ids else None
     if args.ids is not None and not ids:
@@ -166,13 +168,13 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _grid_plan(args: argparse.Namespace, extra: list[str]) -> int:
-    from samocta import grid
+    from samocta.grid import jobs as grid
 
     data = {"3M": args.data_3m, "6M": args.data_6m}
     fovs = [f.strip() for f in args.fovs.split(",") if f.strip()]
     if args.data is not None:  # one dataset (a folder dataset, or an OCTA-500 tree of one FoV): its FoV is its own
-        from samocta.command import parse_train_args, train_config
         from samocta.config import open_data
+        from samocta.train.command import parse_train_args, train_config
 
         if args.data_3m or args.data_6m:
             raise SamOctaError("--data is one dataset; --data-3m and --data-6m are the two FoVs of OCTA-500: give one or the other")
@@ -192,7 +194,7 @@ def _grid_plan(args: argparse.Namespace, extra: list[str]) -> int:
 
 
 def _grid_run(args: argparse.Namespace) -> int:
-    from samocta import grid
+    from samocta.grid import jobs as grid
 
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else None
     states = grid.run_grid(args.runs, gpus, args.workers, progress=not args.quiet)
@@ -202,7 +204,7 @@ def _grid_run(args: argparse.Namespace) -> int:
 
 
 def _grid_slurm(args: argparse.Namespace) -> int:
-    from samocta import grid
+    from samocta.grid import jobs as grid
 
     path = grid.slurm_script(args.runs, args.partition, args.time, args.max_parallel, args.account, args.extra, args.cpus)
     print(f"wrote {path}; submit it with: sbatch {path}  (again later: only unfinished jobs train)")
@@ -210,13 +212,13 @@ def _grid_slurm(args: argparse.Namespace) -> int:
 
 
 def _grid_job(args: argparse.Namespace) -> int:
-    from samocta import grid
+    from samocta.grid import jobs as grid
 
     return grid.run_job(args.runs, args.index)
 
 
 def _report(args: argparse.Namespace) -> int:
-    from samocta.report import report
+    from samocta.grid.reporting import report
 
     done = report(args.runs, args.bootstrap, args.seed, progress=not args.quiet)
     print(done.markdown)
@@ -225,7 +227,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from samocta import bench
+    from samocta.train import bench
 
     print(f"device: {bench.describe_machine(args.device)}")
     table = bench.run(args.model, args.device, quick=args.quick, variants=args.variants.split(","))
@@ -241,17 +243,17 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from samocta import runs
-    from samocta.bench import VARIANTS
+    from samocta.core import runs
+    from samocta.core.options import add_arguments
     from samocta.data import FOVS, LAYOUTS, TASKS
+    from samocta.decode.modes import EVAL_MODES
+    from samocta.decode.session import STARTS
+    from samocta.model.build import MODEL_TYPES
     from samocta.synth import FOLDER_LAYOUTS
     from samocta.synth.folders import STEMS
-    from samocta.clicks import STARTS
-    from samocta.evaluate import EVAL_MODES
-    from samocta.model.build import MODEL_TYPES
-    from samocta.options import add_arguments
-    from samocta.pretrain import PretrainConfig
-    from samocta.command import add_train_arguments, run_train
+    from samocta.train.bench import VARIANTS
+    from samocta.train.command import add_train_arguments, run_train
+    from samocta.train.pretrain import PretrainConfig
 
     parser = argparse.ArgumentParser(prog="python -m samocta", description=__doc__.splitlines()[0])
     parser.add_argument("--debug", action="store_true", help="show the traceback of an error as well")

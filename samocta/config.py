@@ -1,8 +1,10 @@
 """The run configuration: every option of a fine-tuning run, checked, saved with the run, compared on resume.
 
-It sits below both training and evaluation (each reads a run's ``config.json`` through it), so
-neither imports the other for it. ``TrainConfig`` declares each option once with ``option``: its
-help text, range and command-line flag.
+It sits below training, evaluation and prediction (each reads a run's ``config.json`` through it)
+and above the model, whose adapter rules (``samocta.model.lora``: rank, dropout, prompt modes,
+session length; ``samocta.model.build``: the input side) it declares its options with, so an
+adapter and the run that wrote it are checked alike. ``TrainConfig`` declares each option once with
+``option``: its help text, range and command-line flag.
 """
 
 from __future__ import annotations
@@ -15,14 +17,15 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from samocta import runs
-from samocta.data.channels import PAPER
-from samocta.data.octa500 import FOV_MM_RANGE, Fov, Task
-from samocta.errors import SamOctaError
-from samocta.files import atomic_write_text
+from samocta.core import runs
+from samocta.core.errors import SamOctaError
+from samocta.core.files import atomic_write_text
+from samocta.core.options import MAX_SEED, check_fields, flag_of, option
+from samocta.core.vocabulary import FOV_MM_RANGE, PAPER, Fov, Task
+from samocta.model.build import INPUT_SIDES, input_size_problem
 from samocta.model.checkpoints import ModelType
+from samocta.model.lora import DROPOUT_RANGE, MAX_SESSION_CLICKS, RANK_RANGE, TrainMode
 from samocta.model.promptable import MaskRule
-from samocta.options import MAX_SEED, check_fields, flag_of, option
 
 if TYPE_CHECKING:
     from samocta.data import Dataset, Split
@@ -31,10 +34,6 @@ if TYPE_CHECKING:
 Lever = Literal["auto", "on", "off"]
 SplitKind = Literal["standard", "kfold"]
 Preset = Literal["paper", "reference_code"]  # the augmentation and loss presets
-# what a run trains with: the paper's prompt modes, or simulated corrective-click sessions (samocta.clicks)
-TrainMode = Literal["none", "global", "local", "clicks"]
-TRAIN_MODES: tuple[str, ...] = typing.get_args(TrainMode)
-MAX_SESSION_CLICKS = 20  # a session decodes once per click: the cost of a training sample grows with it
 Recipe = Literal["paper", "reference_code", "cpu"]
 RECIPES: tuple[str, ...] = typing.get_args(Recipe)
 # The choices each recipe makes; everything else keeps the dataclass default (the paper's choices).
@@ -94,10 +93,10 @@ class TrainConfig:
               "tiny SAM (the official types need one)")
     input_size: int | None = option(
         None, "the tiny SAM's input side in px, a multiple of 128 (its token grid is a sixteenth of it, its mask grid a "
-              "quarter); none: 512 (TINY_CONFIG); the official types run at 1024", minimum=256, maximum=1024)
-    rank: int = option(4, "LoRA rank r (the paper: 4)", minimum=1, maximum=256)
+              "quarter); none: 512 (TINY_CONFIG); the official types run at 1024", minimum=INPUT_SIDES[0], maximum=INPUT_SIDES[1])
+    rank: int = option(4, "LoRA rank r (the paper: 4)", minimum=RANK_RANGE[0], maximum=RANK_RANGE[1])
     alpha: float | None = option(None, "LoRA alpha; the update is scaled by alpha / rank; none: alpha = rank", above=0)
-    lora_dropout: float = option(0.0, "dropout on the LoRA input", minimum=0, maximum=0.9)
+    lora_dropout: float = option(0.0, "dropout on the LoRA input", minimum=DROPOUT_RANGE[0], maximum=DROPOUT_RANGE[1])
     train_decoder: bool = option(False, "train SAM's mask decoder too (SAM-OCTA: off)")
     epochs: int = option(10, "epochs to train (a finished run can be extended with --resume)", minimum=1)
     batch_size: int = option(4, "images per optimiser step", minimum=1, maximum=1024)
@@ -135,16 +134,12 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check_fields(self)
-        from samocta.data.channels import parse_channels
+        from samocta.core.vocabulary import parse_channels
 
         parse_channels(self.channels)  # the spelling now; whether the data has them when the run opens it
-        if self.input_size is not None:
-            if self.model != "tiny" and self.input_size != 1024:
-                raise TrainingError(f"input_size (--input-size) is the tiny SAM's option; {self.model} runs at 1024 px, got "
-                                    f"{self.input_size}")
-            if self.input_size % 128:
-                raise TrainingError(f"input_size (--input-size) must be a multiple of 128 px (16 px patches, 8-token "
-                                    f"windows); got {self.input_size}")
+        problem = input_size_problem(self.model, self.input_size)
+        if problem:
+            raise TrainingError(problem)
         if self.split == "kfold" and self.fold >= self.k:
             raise TrainingError(f"fold (--fold) must be 0 .. {self.k - 1} with --k {self.k}; got {self.fold}")
         if self.model != "tiny" and not self.checkpoint:
@@ -166,7 +161,7 @@ class TrainConfig:
     @classmethod
     def from_json(cls, path: str | os.PathLike) -> "TrainConfig":
         """Read a config written by ``to_json``, by this version or an earlier one."""
-        from samocta.files import read_json
+        from samocta.core.files import read_json
 
         raw = read_json(path, "run config", "restore it, or start afresh in another --out", max_bytes=1 << 20)
         if not isinstance(raw, dict):
@@ -214,7 +209,7 @@ class TrainConfig:
         """The prompt recipe of the run: the paper's for its task and mode, with ``n_pos``/``n_neg`` if set."""
         from samocta.prompts import PromptSpec
 
-        if self.prompt_mode == "clicks":  # the data draws no points; the sessions place them (samocta.clicks)
+        if self.prompt_mode == "clicks":  # the data draws no points; the sessions place them (samocta.evaluate.clicks)
             return PromptSpec.paper(self.task, "none")
         spec = PromptSpec.paper(self.task, self.prompt_mode)
         if self.n_pos is not None or self.n_neg is not None:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Iterable, Sequence
 import numpy as np
 from scipy import ndimage
 
-from samocta.connectivity import EIGHT, FOUR
+from samocta.core.connectivity import EIGHT, FOUR
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -33,8 +33,8 @@ from typing import Literal, Sequence
 import numpy as np
 from scipy import ndimage
 
-from samocta.connectivity import EIGHT
-from samocta.errors import SamOctaError
+from samocta.core.connectivity import EIGHT
+from samocta.core.errors import SamOctaError
 
 Mode = Literal["none", "global", "local"]
 MODES: tuple[str, ...] = typing.get_args(Mode)

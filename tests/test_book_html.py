@@ -74,9 +74,9 @@ def test_clicks_on_the_rendered_page_decode_in_the_browser_as_python_does(page, 
     import numpy as np
     import torch
 
-    from samocta import runs
+    from samocta.core import runs
     from samocta.model import LoRASam, PromptableSam, build_sam
-    from samocta.frame import resized_shape
+    from samocta.model.frame import resized_shape
     from samocta.model.promptable import Embedding
 
     page.goto(f"{served}/notebooks/05_interactive.html")
@@ -110,9 +110,8 @@ def test_clicks_on_the_rendered_page_decode_in_the_browser_as_python_does(page, 
     embedding = Embedding(features, resized_shape((height, width), model.img_size), (height, width))
     # the page decodes clicks one after another as the kernel's ClickSession does (the previous logits fed back
     # where the model was trained so)
-    from samocta.clicks import ClickSession
+    from samocta.decode import ClickSession, plan_resampling
     from samocta.model.promptable import binarize
-    from samocta.resample import plan_resampling
 
     session = ClickSession(model.eval(), plan_resampling((height, width), None, None), [embedding])
     expected = binarize(session.decode(points[:, :2].astype(np.float32), points[:, 2].astype(np.int64)))[0]
@@ -187,7 +186,7 @@ def test_page_reads_without_sideways_scroll_or_nan(page, name):
 def test_setup_cells_are_folded_away(page, chapter):
     """The parameters and the install/setup code are in the notebook but not on screen until asked for."""
     _open(page, f"notebooks/{chapter}")
-    for code in ('MODE = os.environ.get("SAMOCTA_MODE"', "from samocta.notebook import setup"):
+    for code in ('MODE = os.environ.get("SAMOCTA_MODE"', "from samocta.reader import setup"):
         cell = page.locator("div.cell", has_text=code).first
         assert cell.count() == 1, f"{chapter}: no cell with {code!r}"
         source = cell.locator(".cell_input").first

@@ -10,18 +10,18 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from inputs import training_inputs
-from samocta.clicks import ClickSession, click_curve, feeds_back, training_sessions
+
 from samocta.config import TrainingError
-from samocta.options import ConfigError
+from samocta.core.options import ConfigError
 from samocta.data import OCTA500
-from samocta.losses import loss_for_task
+from samocta.decode import ClickSession, feeds_back, plan_resampling
+from samocta.evaluate import click_curve
 from samocta.model import build_model
 from samocta.model.promptable import takes_logits
 from samocta.predict import load_model
-from samocta.resample import plan_resampling
-from samocta.train import TrainConfig, _session_loss, read_history, train_fold
+from samocta.train import TrainConfig, loss_for_task, read_history, train_fold, training_sessions
+from samocta.train.fold import _session_loss
 
 
 @pytest.fixture(scope="module")
@@ -97,7 +97,7 @@ def test_a_batch_holds_sessions_of_their_own_lengths_each_as_it_would_be_alone(s
 
 
 def test_a_click_runs_validation_reads_no_subject_again(setup, monkeypatch):
-    from samocta.train import _validate
+    from samocta.train.fold import _validate
 
     config = _config(setup, setup / "unused")
     model = build_model(config, device="cpu")

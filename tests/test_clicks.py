@@ -9,10 +9,11 @@ import pytest
 import torch
 from scipy import ndimage
 
-from samocta.clicks import EIGHT, ClickSession, click_curve, click_summary, next_click, noc
-from samocta.errors import InputError
+from samocta.core.connectivity import EIGHT
+from samocta.core.errors import InputError
+from samocta.decode import ClickSession, next_click, plan_resampling
+from samocta.evaluate import click_curve, click_summary, noc
 from samocta.model import MaskOutput
-from samocta.resample import plan_resampling
 
 
 def square(shape, top, left, side):

@@ -9,10 +9,9 @@ import typing
 import pytest
 
 from samocta.cli import build_parser
-from samocta.errors import SamOctaError
-from samocta.options import ConfigError, choices_of, flag_of
-from samocta.pretrain import PretrainConfig
-from samocta.train import TrainConfig
+from samocta.core.errors import SamOctaError
+from samocta.core.options import ConfigError, choices_of, flag_of
+from samocta.train import PretrainConfig, TrainConfig
 
 
 def _subparser(name: str):
@@ -33,7 +32,7 @@ def test_every_field_has_a_flag_with_help_and_its_default(command, cls):
     # the defaults the command line gives are the dataclass's: nothing is said twice
     args = ["--data", "x"] if command == "train" else []
     parsed = build_parser().parse_args([command, *args])
-    from samocta.options import given_arguments
+    from samocta.core.options import given_arguments
 
     assert cls(**given_arguments(cls, parsed)) == cls(**({"data": "x"} if command == "train" else {}))
 
@@ -92,8 +91,8 @@ def test_build_model_and_resolve_device_live_with_the_model():
 
 
 def test_train_without_options_runs_the_cpu_recipe_and_the_official_types_the_papers():
-    from samocta.command import parse_train_args, train_config
     from samocta.config import RECIPE_CHOICES
+    from samocta.train.command import parse_train_args, train_config
 
     tiny = train_config(parse_train_args(["--data", "d"]))
     assert all(getattr(tiny, k) == v for k, v in RECIPE_CHOICES["cpu"].items()) and tiny.recipe() == ("cpu", [])

@@ -117,7 +117,7 @@ def test_fov_comes_from_id_ranges(tmp_path):
 def test_absent_task_is_reported_not_a_crash(tmp_path):
     import shutil
 
-    from samocta.data import SegmentationDataset
+    from samocta.train import SegmentationDataset
 
     make_tree(tmp_path, layout="official")
     shutil.rmtree(tmp_path / "Label" / "GT_Vein")
@@ -290,9 +290,9 @@ def _positive_points(mask, rng, labels=None):
 
 def test_horizontal_flip_moves_image_masks_and_points_together():
     import albumentations as A
+    from trees import toy_sample
 
     from samocta.data import augment_sample
-    from trees import toy_sample
 
     projections, labels = toy_sample(1, 64)
     image = np.stack([projections[l] for l in LAYERS], -1)
@@ -309,7 +309,7 @@ def test_horizontal_flip_moves_image_masks_and_points_together():
 
 @pytest.mark.parametrize("preset", ["paper", "reference_code"])
 def test_dataset_augments_jointly_and_prompts_follow_the_augmented_target(tmp_path, preset):
-    from samocta.data import SegmentationDataset
+    from samocta.train import SegmentationDataset
 
     make_tree(tmp_path, size=96)
     index = OCTA500(tmp_path, "3M")
@@ -332,7 +332,7 @@ def test_dataset_augments_jointly_and_prompts_follow_the_augmented_target(tmp_pa
 
 
 def test_dataset_items_replay_per_epoch(tmp_path):
-    from samocta.data import SegmentationDataset
+    from samocta.train import SegmentationDataset
 
     make_tree(tmp_path)
     index = OCTA500(tmp_path, "3M")

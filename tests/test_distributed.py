@@ -46,8 +46,8 @@ def test_two_gloo_processes_train_the_adapter_one_process_trains(tmp_path, batch
 
 
 def test_the_batch_is_shared_and_must_split_evenly(tmp_path, monkeypatch, capsys):
-    from samocta import distributed
     from samocta.cli import main
+    from samocta.train import distributed
 
     root = training_inputs(tmp_path, n=4, seed=5)
     monkeypatch.setattr(distributed, "init_distributed", lambda: (0, 2))

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from samocta.errors import InputError
-from samocta.export import INPUT_NAMES, export_decoder_onnx
+from samocta.core.errors import InputError
 from samocta.model import PromptableSam, build_sam
+from samocta.model.export import INPUT_NAMES, export_decoder_onnx
 
 ort = pytest.importorskip("onnxruntime")
 

@@ -4,7 +4,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load
 
-from samocta.files import safetensors_bytes, save_safetensors
+from samocta.core.files import safetensors_bytes, save_safetensors
 
 
 def _tensors() -> dict[str, torch.Tensor]:
@@ -49,12 +49,12 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-from samocta.files import LinkRefusedError, append_line, folder_lock, open_in_place  # noqa: E402
+from samocta.core.files import LinkRefusedError, append_line, folder_lock, open_in_place  # noqa: E402
 
 PACKAGE = Path(__file__).resolve().parents[1] / "samocta"
 # the only functions that may open a file for writing: an atomic write's own temporary file, and
 # the guarded in-place open every appender, lock and resumed download goes through
-WRITERS = {("files.py", "atomic_write"), ("files.py", "open_in_place")}
+WRITERS = {("core/files.py", "atomic_write"), ("core/files.py", "open_in_place")}
 
 
 def _os_open_writes(node: ast.Call) -> bool:
@@ -108,7 +108,7 @@ def _write_sites() -> list[tuple[str, str, int]]:
 def test_every_write_in_place_goes_through_the_guard():
     sites = _write_sites()
     assert {(m, f) for m, f, _ in sites} == WRITERS, (
-        f"files opened for writing outside samocta.files' guarded writers (use open_in_place or an atomic write): "
+        f"files opened for writing outside samocta.core.files' guarded writers (use open_in_place or an atomic write): "
         f"{[s for s in sites if s[:2] not in WRITERS]}")
 
 

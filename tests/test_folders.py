@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from samocta.cli import main
+from samocta.core.errors import InputError
 from samocta.data import (
     LAYERS,
     OCTA500,
@@ -22,7 +23,6 @@ from samocta.data import (
     read_grey,
     write_grey,
 )
-from samocta.errors import InputError
 from samocta.model import Embedding, MaskOutput
 from samocta.synth import make_sample, sample_seed, write_folder, write_octa500
 
@@ -341,7 +341,8 @@ def test_measurements_in_mm_are_refused_without_a_width_and_pixel_ones_stand_in(
 
 
 def test_resampling_plans_are_identity_padding_or_overlapping_views_and_points_map_both_ways():
-    from samocta.resample import TrainedFrame, plan_resampling
+    from samocta.decode import plan_resampling
+    from samocta.decode.resample import TrainedFrame
 
     frame = TrainedFrame((304, 304), 3000 / 304)
     assert plan_resampling((304, 304), 3000 / 304, frame).identity

@@ -15,8 +15,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from samocta import grid
 from samocta.cli import main
+from samocta.grid import jobs as grid
 from samocta.synth import write_octa500
 
 
@@ -109,7 +109,7 @@ def test_a_slurm_script_runs_no_shell_code_from_names_or_options(data, tmp_path,
 def test_a_plan_never_counts_another_plans_runs_nor_trains_outside_its_folder(data, tmp_path, capsys):
     from dataclasses import replace
 
-    from samocta.runs import write_history
+    from samocta.core.runs import write_history
 
     jobs = _plan(data, tmp_path / "g", "FAZ")
     # what another plan left in the first job's folder: a finished run made with another rank

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
 import pandas as pd
 
-from samocta.lessons import paper_lessons
+from samocta.reader import paper_lessons
 
 
 def test_paper_lessons_are_decided_from_the_scores():

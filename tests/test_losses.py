@@ -5,13 +5,13 @@ import pytest
 import torch
 from skimage.morphology import skeletonize
 
-from samocta.losses import (
+from samocta.train import loss_for_task
+from samocta.train.losses import (
     PRESETS,
     DiceClDiceLoss,
     DiceLoss,
     dice_cldice_loss,
     dice_loss,
-    loss_for_task,
     soft_cldice_loss,
     soft_skeleton,
 )

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from skimage.draw import disk, line
 
-from samocta.errors import InputError
+from samocta.core.errors import InputError
 from samocta.measure import faz_measures, measure, skeleton_length, vessel_measures
 
 

@@ -166,8 +166,8 @@ def _prompts(lengths, size, seed=0):
 
 @pytest.mark.parametrize("rule", ["most_confident", "single"])
 def test_each_image_decodes_with_its_own_points_whatever_its_batch_mates(tiny_ckpt, rule):
-    from samocta.losses import loss_for_task
     from samocta.prompts import Prompt, collate_prompts
+    from samocta.train import loss_for_task
 
     model = PromptableSam(build_sam("tiny", tiny_ckpt), mask_rule=rule)
     images = np.random.default_rng(1).integers(0, 256, (4, 72, 72, 3), dtype=np.uint8)
@@ -315,8 +315,8 @@ def test_build_sam_download_uses_cache_and_mirror(server, tmp_path, monkeypatch)
 
 
 def test_shipped_tiny_weights_load_and_match_their_recorded_sha256(tmp_path, monkeypatch):
+    from samocta.core.files import sha256_file
     from samocta.model import checkpoints as checkpoints_module
-    from samocta.files import sha256_file
     from samocta.model.checkpoints import TINY_SHA256_FILE, TINY_WEIGHTS, tiny_weights_path
 
     recorded = TINY_SHA256_FILE.read_text().split()[0]

@@ -10,15 +10,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from inputs import training_inputs
 
 from samocta.cli import main
 from samocta.data import OCTA500, read_grey
-from samocta.evaluate import AutoPromptFallback, auto_prompt
+from samocta.decode import AutoPromptFallback, auto_prompt
 from samocta.model import MaskOutput
 from samocta.prompts import PromptSpec, confident_points
 from samocta.train import TrainConfig, read_history, train_fold
-
-from inputs import training_inputs
 
 
 @pytest.fixture(scope="module")
@@ -118,7 +117,7 @@ def test_predict_on_a_tree_without_labels(run, tmp_path, capsys):
 
 def test_the_widget_json_gives_predict_the_mask_the_widget_showed(run, tmp_path):
     from samocta.predict import load_model
-    from samocta.widgets import click_prompts
+    from samocta.reader import click_prompts
 
     root, result = run
     model = load_model(root / "run")
@@ -176,7 +175,7 @@ def test_evaluate_scores_auto_prompts_beside_the_others(run):
 
 
 def test_predict_names_missing_projections_and_bare_adapters(run, tmp_path, capsys):
-    from samocta.files import save_safetensors
+    from samocta.core.files import save_safetensors
     from samocta.model import LoRASam
 
     root, result = run
@@ -217,7 +216,7 @@ def test_predict_writes_a_quality_and_flags_the_lowest_share_for_review(run, tmp
 
 
 def test_confidence_is_one_for_a_certain_mask_and_falls_as_its_pixels_grow_unsure():
-    from samocta.quality import self_dice
+    from samocta.predict.quality import self_dice
 
     mask = np.zeros((8, 8), bool)
     mask[2:6, 2:6] = True
@@ -231,7 +230,7 @@ def test_confidence_is_one_for_a_certain_mask_and_falls_as_its_pixels_grow_unsur
 
 
 def test_calibration_catches_the_worst_masks_a_score_ranks_last():
-    from samocta.quality import calibrate, review_flags
+    from samocta.predict import calibrate, review_flags
 
     dice = np.linspace(0.5, 0.95, 20)
     perfect = calibrate(dice + 0.01, dice, review_rate=0.1)
@@ -242,10 +241,10 @@ def test_calibration_catches_the_worst_masks_a_score_ranks_last():
 
 
 def test_evaluate_clicks_writes_curves_and_noc_and_agrees_with_the_session(run, capsys):
-    from samocta import runs
-    from samocta.clicks import click_curve
+    from samocta.core import runs
     from samocta.data import Split
-    from samocta.evaluate import scan_views
+    from samocta.decode import scan_views
+    from samocta.evaluate import click_curve
     from samocta.predict import load_model
     from samocta.prompts import fixed_rng
 
@@ -312,7 +311,7 @@ def test_a_report_figure_leaves_the_notebooks_plotting_as_it_was(tmp_path):
     import matplotlib
     import matplotlib.pyplot as plt
 
-    from samocta.scan_report import scan_figure
+    from samocta.predict.report import scan_figure
 
     before = matplotlib.get_backend()
     plt.switch_backend("pdf")  # a backend the report must not replace with Agg

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from samocta.pretrain import PretrainConfig, sample_points, shapes_scene, train_step
+from samocta.train import PretrainConfig
+from samocta.train.pretrain import sample_points, shapes_scene, train_step
 
 
 def test_shapes_scene_and_points():
@@ -24,7 +25,7 @@ def test_shapes_scene_and_points():
 
 def test_a_few_pretraining_steps_lower_the_loss():
     from samocta.model import PromptableSam, build_sam
-    from samocta.pretrain import _batch
+    from samocta.train.pretrain import _batch
 
     torch.manual_seed(0)
     cfg = PretrainConfig(images_per_step=2, prompts_per_image=2)
@@ -45,8 +46,8 @@ def test_a_few_pretraining_steps_lower_the_loss():
 def test_pretrain_resumes_records_its_schedules_and_repeats_bytes(tmp_path):
     import json
 
-    from samocta.files import sha256_file
-    from samocta.pretrain import pretrain
+    from samocta.core.files import sha256_file
+    from samocta.train.pretrain import pretrain
 
     def cfg(steps: int) -> PretrainConfig:
         return PretrainConfig(steps=steps, images_per_step=1, prompts_per_image=1, warmup=1, eval_every=2,

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
+from samocta.model.frame import from_model_frame, resized_shape, to_model_frame
 from samocta.prompts import (
     Prompt,
     PromptError,
@@ -16,7 +17,6 @@ from samocta.prompts import (
     global_points,
     local_points,
 )
-from samocta.frame import from_model_frame, resized_shape, to_model_frame
 
 EIGHT = np.ones((3, 3), bool)
 

@@ -18,16 +18,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from inputs import training_inputs
 
 from samocta.cli import main
+from samocta.core.errors import InputError, SamOctaError
+from samocta.core.files import FolderInUseError, atomic_write_bytes, folder_lock
 from samocta.data import OCTA500, DatasetError, read_grey, write_grey
-from samocta.errors import InputError, SamOctaError
-from samocta.files import FolderInUseError, atomic_write_bytes, folder_lock
 from samocta.model import AdapterError, LoRASam, PromptableSam, build_sam
 from samocta.synth import write_octa500
 from samocta.train import TrainConfig, TrainingError, read_history, train_fold
-
-from inputs import training_inputs
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +115,7 @@ def test_1_concurrent_writers_of_one_path_never_publish_a_torn_file(tmp_path):
 
 
 def test_1_a_full_disk_loses_nothing_and_says_what_to_do(base, data, tmp_path, capsys, monkeypatch):
-    import samocta.files as files
+    import samocta.core.files as files
 
     out = tmp_path / "full"
     real = files.atomic_write
@@ -344,8 +343,9 @@ def test_8_resume_from_the_same_folder_written_differently_and_from_a_moved_fold
 def test_9_a_bad_cached_checkpoint_is_replaced_and_a_good_one_hashed_once(tmp_path, monkeypatch):
     import hashlib
 
-    import samocta.model.download as download
     from test_model import _Server
+
+    import samocta.model.download as download
 
     payload = np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8).tobytes()
     server = _Server(payload)
@@ -418,7 +418,7 @@ def test_11_the_api_refuses_what_cannot_be_right(base, tmp_path):
     lora.save_adapter(path)
     tensors, meta = LoRASam.read_adapter(path)
     meta.pop("digest")  # tensors written by another tool: no digest of their own
-    from samocta.files import save_safetensors
+    from samocta.core.files import save_safetensors
 
     before = {k: v.clone() for k, v in lora.adapter_state_dict().items()}
     # one finite tensor first: a loader that copied as it checked would change the model before refusing
@@ -438,7 +438,7 @@ def test_11_the_api_refuses_what_cannot_be_right(base, tmp_path):
 
 
 def test_12_the_click_state_refuses_points_that_are_not_on_the_image():
-    from samocta.widgets import PromptState
+    from samocta.decode import PromptState
 
     state = PromptState(size=(304, 304))
     for x, y in ((float("nan"), 3), (3, float("inf")), (-1, 5), (5, 400)):
@@ -456,14 +456,14 @@ def test_12_the_click_state_refuses_points_that_are_not_on_the_image():
 
 
 def test_13_messages_say_only_what_is_true(base, data, tmp_path, monkeypatch):
-    import samocta.losses as losses
+    import samocta.train.losses as losses
 
     real = losses.loss_for_task
     monkeypatch.setattr(losses, "loss_for_task", lambda task, **kw: (lambda p, t: real(task, **kw)(p, t) * float("nan")))
     with pytest.raises(TrainingError) as err:
         train_fold(_config(base, data, tmp_path / "nan"), progress=False)
     assert "none was written yet" in str(err.value) and "checkpoint no checkpoint" not in str(err.value)
-    from samocta.files import save_safetensors
+    from samocta.core.files import save_safetensors
 
     save_safetensors({"x": torch.zeros(2)}, tmp_path / "bare.safetensors", {})
     with pytest.raises(AdapterError) as err:

@@ -12,14 +12,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from inputs import training_inputs
 from scipy import ndimage
 
+from samocta.core.options import ConfigError
 from samocta.data import OCTA500, read_grey
 from samocta.evaluate import evaluate, evaluate_run, paper_tables, predict_modes
-from samocta.model import AdapterError, CheckpointError, LoRASam, MaskOutput, build_sam
-from inputs import training_inputs
-from samocta.model import build_model
-from samocta.options import ConfigError
+from samocta.model import AdapterError, CheckpointError, LoRASam, MaskOutput, build_model, build_sam
 from samocta.train import TrainConfig, read_history, train_fold
 
 
@@ -60,7 +59,7 @@ def test_the_paper_mask_rule_is_the_default_and_travels_with_the_run(setup, tmp_
 
 def test_every_consumer_decodes_with_the_model_rule(setup):
     from samocta.prompts import PromptSpec
-    from samocta.widgets import click_prompts
+    from samocta.reader import click_prompts
 
     index = OCTA500(setup / "data", "3M")
     differs = 0
@@ -203,7 +202,7 @@ def test_kfold_evaluation_reports_folds_and_says_how_the_epoch_was_chosen(setup,
 
 
 def test_an_adapter_loads_only_into_the_model_it_was_trained_with(setup, tmp_path):
-    from samocta.files import save_safetensors
+    from samocta.core.files import save_safetensors
 
     ckpt = setup / "tiny.pth"
     model = LoRASam(build_sam("tiny", ckpt), rank=4, alpha=8, mask_rule="most_confident", task="FAZ")
@@ -239,7 +238,7 @@ def test_an_adapter_loads_only_into_the_model_it_was_trained_with(setup, tmp_pat
 
 
 def test_an_adapter_is_untrusted_input_checked_before_a_model_is_built(setup, tmp_path):
-    from samocta.files import save_safetensors
+    from samocta.core.files import save_safetensors
 
     ckpt = setup / "tiny.pth"
     path = tmp_path / "a.safetensors"

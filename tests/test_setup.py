@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from samocta import notebook
-from samocta.errors import SamOctaError
-from samocta.files import sha256_file
-from samocta.notebook import SetupError, setup
+from samocta.core.errors import SamOctaError
+from samocta.core.files import sha256_file
+from samocta.reader import notebook, setup
+from samocta.reader.notebook import SetupError
 from tests.inputs import training_inputs
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -185,7 +185,7 @@ def test_in_a_live_kernel_a_refused_setup_is_its_message_alone(tmp_path):
     import nbformat
 
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(f"from samocta.notebook import setup\nsetup('full', '', {str(tmp_path)!r}, 'vit_h', '')")]
+    nb.cells = [nbformat.v4.new_code_cell(f"from samocta.reader import setup\nsetup('full', '', {str(tmp_path)!r}, 'vit_h', '')")]
     nbclient.NotebookClient(nb, kernel_name="python3", allow_errors=True, timeout=120).execute()
     (output,) = nb.cells[0].outputs
     assert output["output_type"] == "error" and output["ename"] == "SetupError"

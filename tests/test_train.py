@@ -12,9 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from inputs import training_inputs
-from samocta.train import TrainConfig, TrainingError, lr_factor, read_history, train_fold
+
+from samocta.train import TrainConfig, TrainingError, read_history, train_fold
+from samocta.train.fold import lr_factor
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +110,7 @@ def test_end_to_end_train_evaluate_tables(setup, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(setup, tmp_path, monkeypatch):
-    import samocta.losses as losses
+    import samocta.train.losses as losses
 
     real = losses.loss_for_task
     calls = {"n": 0}

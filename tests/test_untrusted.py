@@ -9,16 +9,16 @@ import os
 import shutil
 
 import pytest
+from inputs import training_inputs
 
 from samocta.cli import main
-from samocta.data.octa500 import FOV_MM_RANGE, check_fov_mm
-from samocta.errors import DatasetError, InputError
-from samocta.files import folder_lock
-from samocta.resample import MAX_VIEWS, TrainedFrame, plan_resampling
+from samocta.core.errors import DatasetError, InputError
+from samocta.core.files import folder_lock
+from samocta.core.vocabulary import FOV_MM_RANGE, check_fov_mm
+from samocta.decode import plan_resampling
+from samocta.decode.resample import MAX_VIEWS, TrainedFrame
 from samocta.synth import write_folder
 from samocta.train import TrainConfig, train_fold
-
-from inputs import training_inputs
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def test_torn_binary_and_foreign_run_files_end_in_one_line(run, tmp_path, capsys
     (fold / "last.pt").write_bytes(good["last.pt"])
     # a torn results table is scored again, not read as a crash
     (fold / "results-test.csv").write_bytes(b"id,mo")
-    from samocta.report import _read_results
+    from samocta.grid.reporting import _read_results
 
     assert _read_results(fold / "results-test.csv") is None
 

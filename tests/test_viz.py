@@ -10,17 +10,9 @@ from matplotlib.colors import to_rgba  # noqa: E402
 
 from samocta.metrics import column_label  # noqa: E402
 from samocta.model import build_sam  # noqa: E402
+from samocta.reader import loss_figure, method_figure, show_mask, show_points, show_sample, show_table  # noqa: E402
+from samocta.reader.viz import NEGATIVE, POSITIVE  # noqa: E402
 from samocta.synth import make_sample  # noqa: E402
-from samocta.viz import (  # noqa: E402
-    NEGATIVE,
-    POSITIVE,
-    loss_figure,
-    method_figure,
-    show_mask,
-    show_points,
-    show_sample,
-    show_table,
-)
 
 
 def test_show_points_positions_and_colours():
@@ -58,7 +50,7 @@ def test_show_sample_has_layers_then_labels():
 
 
 def test_show_improvement_points_at_the_gained_region():
-    from samocta.viz import show_improvement
+    from samocta.reader import show_improvement
 
     target = np.zeros((40, 40), bool)
     target[5:15, 25:35] = True

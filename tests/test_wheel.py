@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def install_cell() -> str:
     """The install part of the chapters' setup cell (the same in every chapter; a test checks that)."""
     source = "".join(json.loads((ROOT / "notebooks" / "01_data.ipynb").read_text())["cells"][2]["source"])
-    return source.split("from samocta.notebook import setup")[0]
+    return source.split("from samocta.reader import setup")[0]
 
 
 def run_cell(python: str, pip_source: str) -> subprocess.CompletedProcess:

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from samocta.widgets import PromptState, click_prompts
+from samocta.decode import PromptState
+from samocta.reader import click_prompts
 
 
 def test_prompt_state_add_remove_undo_clear_and_callbacks():

@@ -54,15 +54,15 @@ def execute(notebook: Path) -> float:
 
 
 def draw_book_figures(dest: Path) -> None:
-    """The method page's figures, drawn by the package (``samocta.viz``) at every build so that they
+    """The method page's figures, drawn by the package (``samocta.reader.viz``) at every build so that they
     stay true to the code: the model's parts from a vit_h built on the meta device, the loss
-    example scored by ``samocta.losses``."""
+    example scored by ``samocta.train.losses``."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    from samocta.viz import loss_figure, method_figure
+    from samocta.reader import loss_figure, method_figure
 
     dest.mkdir(parents=True, exist_ok=True)
     for name, fig in (("method.png", method_figure("vit_h")), ("loss.png", loss_figure()[0])):

@@ -1,18 +1,23 @@
-"""Check a built wheel: it holds the package, the tiny SAM's weights with their SHA-256 file, and
-declares no exact torch, torchvision or numpy pin (a runtime keeps its own)."""
+"""Check a built wheel: it holds every module of the package's source tree (each stage's folder), the tiny
+SAM's weights with their SHA-256 file and the click canvas, and declares no exact torch, torchvision or
+numpy pin (a runtime keeps its own)."""
 
 from __future__ import annotations
 
 import hashlib
 import sys
 import zipfile
+from pathlib import Path
+
+SOURCE = Path(__file__).resolve().parent.parent / "samocta"
 
 
 def main(path: str) -> int:
     with zipfile.ZipFile(path) as wheel:
         names = set(wheel.namelist())
         weights, recorded = "samocta/assets/sam_tiny.safetensors", "samocta/assets/sam_tiny.sha256"
-        missing = [n for n in (weights, recorded, "samocta/notebook.py", "samocta/assets/click_canvas.js") if n not in names]
+        modules = sorted(p.relative_to(SOURCE.parent).as_posix() for p in SOURCE.rglob("*.py"))
+        missing = [n for n in (weights, recorded, "samocta/assets/click_canvas.js", *modules) if n not in names]
         if missing:
             print(f"error: {path} lacks {missing}", file=sys.stderr)
             return 1

@@ -27,7 +27,7 @@ WHEEL=$(ls dist/samocta-*.whl)
 cell=$($VENV/bin/python - <<'PY'
 import json
 source = "".join(json.load(open("notebooks/01_data.ipynb"))["cells"][2]["source"])
-print(source.split("from samocta.notebook import setup")[0])
+print(source.split("from samocta.reader import setup")[0])
 PY
 )
 $VENV/bin/python -c "import os; PIP = '$WHEEL'

@@ -74,7 +74,7 @@ if importlib.util.find_spec("samocta") is None or PIP:
     added = [line for line in pip.stdout.splitlines() if line.startswith("Successfully installed")]
     print(f"installed from {{source}}:", added[0].removeprefix("Successfully installed ") if added else "nothing new")
 
-from samocta.notebook import setup
+from samocta.reader import setup
 
 chapter = setup(MODE, DATA, WORKDIR, MODEL, CHECKPOINT, FOV, SEED, EPOCHS, SUBJECTS, SPLIT, FOLD, BATCH,
                 fov_mm=FOV_MM, channels=CHANNELS)

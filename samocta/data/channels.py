@@ -18,10 +18,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from samocta.errors import DatasetError
-
-AUTO = "auto"
-PAPER = ("OPL_BM", "ILM_OPL", "FULL")
+from samocta.core.errors import DatasetError
+from samocta.core.vocabulary import PAPER, parse_channels
 
 
 class ChannelsError(DatasetError):
@@ -35,26 +33,6 @@ class ChannelsError(DatasetError):
 def _missing(channels: Sequence[str], projections: Sequence[str]) -> list[str]:
     """The projections named in ``channels`` (each once) that are not among ``projections``."""
     return [name for name in dict.fromkeys(channels) if name not in projections]
-
-
-def parse_channels(spec: str | Sequence[str]) -> tuple[str, str, str] | None:
-    """The three projection names a ``channels`` option fills SAM's channels with (None for "auto").
-
-    Raises:
-        DatasetError: not "auto", one name or three names.
-    """
-    if isinstance(spec, str):
-        if spec.strip().lower() == AUTO:
-            return None
-        names = [n.strip() for n in spec.split(",")]
-    else:
-        names = [str(n).strip() for n in spec]
-    if len(names) not in (1, 3) or not all(names):
-        raise DatasetError(
-            f"channels (--channels) is 'auto', one projection name (repeated in SAM's three channels) or three names "
-            f"separated by commas (e.g. {','.join(PAPER)}); got {spec!r}"
-        )
-    return (names[0],) * 3 if len(names) == 1 else (names[0], names[1], names[2])
 
 
 def channels_text(channels: Sequence[str]) -> str:

@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from samocta.core.errors import DatasetError
+from samocta.core.files import UnreadableFileError, read_json
+from samocta.core.vocabulary import TASKS, check_fov_mm
 from samocta.data.channels import fill_channels, resolve_channels
 from samocta.data.ids import sorted_ids
 from samocta.data.imageio import FOLDER_SUFFIXES, image_size, read_image
-from samocta.files import UnreadableFileError, read_json
-from samocta.data.octa500 import TASK_FOLDERS, TASKS, Sample, check_fov_mm, fov_label
+from samocta.data.octa500 import TASK_FOLDERS, Sample, fov_label
 from samocta.data.reading import label_checks, read_label, read_or_raise
-from samocta.errors import DatasetError
 
 if TYPE_CHECKING:
     from samocta.data.splits import Split

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from samocta.errors import DatasetError
-from samocta.files import atomic_write
+from samocta.core.errors import DatasetError
+from samocta.core.files import atomic_write
 
 IMAGE_SUFFIXES = (".bmp", ".png")  # what OCTA-500 trees hold
 # what a folder dataset may hold (JPEG is lossy: fine for images, refused for labels by their values)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
-from samocta.connectivity import EIGHT
+from samocta.core.connectivity import EIGHT
 
 # the foreground share a label of each vessel task can cover, whatever the field of view
 VESSEL_SHARE = {"RV": (0.02, 0.35), "Capillary": (0.10, 0.85), "Artery": (0.005, 0.25), "Vein": (0.005, 0.25)}

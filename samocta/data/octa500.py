@@ -8,29 +8,25 @@ folder name. See ``shared/reference/octa500.md`` in the project for the facts th
 from __future__ import annotations
 
 import os
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from samocta.data.channels import PAPER, fill_channels, resolve_channels
+from samocta.core.errors import DatasetError
+from samocta.core.vocabulary import FOVS, PAPER, TASKS, check_fov_mm
+from samocta.data.channels import fill_channels, resolve_channels
 from samocta.data.ids import SampleId
 from samocta.data.imageio import IMAGE_SUFFIXES, read_grey
 from samocta.data.reading import label_checks, read_label, read_or_raise
-from samocta.errors import DatasetError
 
 if TYPE_CHECKING:
     from samocta.data.splits import Split
 
-Fov = Literal["3M", "6M"]
-FOVS: tuple[str, ...] = typing.get_args(Fov)
 FOV_ID_RANGE = {"3M": (10301, 10500), "6M": (10001, 10300)}
 FOV_SIZE = {"3M": 304, "6M": 400}
 FOV_MM = {"3M": 3.0, "6M": 6.0}
-Task = Literal["RV", "FAZ", "Capillary", "Artery", "Vein"]
-TASKS: tuple[str, ...] = typing.get_args(Task)
 TASK_FOLDERS = {
     "RV": "GT_LargeVessel",
     "FAZ": "GT_FAZ",
@@ -75,44 +71,11 @@ def pixel_size_um(fov: str | float, size: int | None = None) -> float:
     return float(fov) * 1000.0 / size
 
 
-# The scan widths the package takes, in mm: OCTA scans run from 2 x 2 mm to the 12 x 12 and 15 x 15 mm
-# of wide-field devices; a width outside this range is a typo (or the height in pixels), and would
-# resample every scan to a few pixels or to gigabytes.
-FOV_MM_RANGE = (1.0, 20.0)
-
-
-def check_fov_mm(value: object, where: str) -> float | None:
-    """A scan width in mm from an option, a ``dataset.json`` or an adapter's metadata, checked.
-
-    Args:
-        value: the width (a number, or text that reads as one), or None (unknown).
-        where: what gave it, for the message ("--fov-mm", "<path>: fov_mm", ...).
-
-    Returns:
-        the width as a float, or None.
-
-    Raises:
-        DatasetError: not a finite number within ``FOV_MM_RANGE``.
-    """
-    from samocta.errors import DatasetError
-
-    if value is None:
-        return None
-    lo, hi = FOV_MM_RANGE
-    try:
-        width = float(value) if not isinstance(value, bool) else float("nan")
-    except (TypeError, ValueError):
-        width = float("nan")
-    if not lo <= width <= hi:  # NaN fails both comparisons
-        raise DatasetError(f"{where} is the scans' width in mm, {lo:g} to {hi:g} (3 for a 3 x 3 mm scan); got {value!r}")
-    return width
-
-
 def fov_mm_option(text: str) -> float:
     """``argparse`` type of every ``--fov-mm``: ``check_fov_mm`` at parse time, before any work."""
     import argparse
 
-    from samocta.errors import DatasetError
+    from samocta.core.errors import DatasetError
 
     try:
         return check_fov_mm(text, "--fov-mm")

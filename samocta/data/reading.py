@@ -9,9 +9,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from samocta.core.errors import DatasetError
 from samocta.data.imageio import read_image
 from samocta.data.labelcheck import DIHEDRAL, dihedral, label_problems
-from samocta.errors import DatasetError
 
 VESSEL_TASKS = ("RV", "Capillary", "Artery", "Vein")
 

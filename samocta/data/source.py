@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 from typing import Sequence, Union
 
-from samocta.data.channels import AUTO, ChannelsError, check_adapter_channels, parse_channels
+from samocta.core.errors import DatasetError
+from samocta.core.vocabulary import AUTO, check_fov_mm, parse_channels
+from samocta.data.channels import ChannelsError, check_adapter_channels
 from samocta.data.folder import FolderDataset
-from samocta.data.octa500 import FOV_MM, LAYERS, OCTA500, check_fov_mm, octa500_fovs
-from samocta.errors import DatasetError
+from samocta.data.octa500 import FOV_MM, LAYERS, OCTA500, octa500_fovs
 
 Dataset = Union[OCTA500, FolderDataset]
 

@@ -14,9 +14,9 @@ from typing import Iterable
 
 import numpy as np
 
+from samocta.core.errors import DatasetError
+from samocta.core.files import atomic_write_text, read_json
 from samocta.data.ids import SampleId, sorted_ids
-from samocta.errors import DatasetError
-from samocta.files import atomic_write_text, read_json
 
 # IPN-V2 ranges, used by most OCTA-500 papers since (octa500.md section 9).
 _STANDARD = {

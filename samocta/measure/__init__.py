@@ -30,8 +30,9 @@ import math
 
 import numpy as np
 
-from samocta.data.octa500 import TASKS, pixel_size_um
-from samocta.errors import InputError
+from samocta.core.errors import InputError
+from samocta.core.vocabulary import TASKS
+from samocta.data.octa500 import pixel_size_um
 
 # what to tell a user whose scans have no known width in mm
 FOV_MM_HINT = ("measurements in mm need the scans' width: pass --fov-mm (the width of the scan in mm, e.g. 3 for a "
@@ -106,7 +107,7 @@ def largest_region(mask: np.ndarray) -> np.ndarray:
     """The largest 8-connected region of a non-empty bool mask (the FAZ proper, without specks)."""
     from scipy import ndimage
 
-    from samocta.connectivity import EIGHT
+    from samocta.core.connectivity import EIGHT
 
     labels, _ = ndimage.label(mask, EIGHT)
     return labels == int(np.argmax(np.bincount(labels.ravel())[1:])) + 1

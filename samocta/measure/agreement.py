@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from samocta.errors import InputError
+from samocta.core.errors import InputError
 
 
 @dataclass(frozen=True)

@@ -33,7 +33,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from samocta.errors import InputError
+from samocta.core.errors import InputError
 
 Eye = Literal["OD", "OS"]
 EYES: tuple[str, ...] = ("OD", "OS")

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from samocta.errors import SamOctaError
-from samocta.files import sha256_file
+from samocta.core.errors import SamOctaError
+from samocta.core.files import sha256_file
 from samocta.model.checkpoints import (
     MODEL_TYPES,
     OFFICIAL,
@@ -51,6 +51,31 @@ TINY_CONFIG = {
     "decoder_heads": 8,
     "click_sigma": 6.0,  # px in the model's input frame at the pretraining size (scaled with the input side)
 }
+# The input sides the tiny SAM takes: its token grid is a sixteenth of the side, cut into windows of 8
+# tokens; the official types run at 1024 px. A run's options and an adapter's record follow this one rule.
+INPUT_SIDES = (256, 1024)
+INPUT_STEP = TINY_CONFIG["patch_size"] * TINY_CONFIG["window_size"]
+
+
+def input_size_problem(model_type: str, size: int | None) -> str | None:
+    """What is wrong with an input side for a model type, in words that name ``input_size`` (None: nothing).
+
+    Args:
+        model_type: one of ``MODEL_TYPES``.
+        size: the input side in px, or None (the type's own).
+    """
+    if size is None:
+        return None
+    if not INPUT_SIDES[0] <= size <= INPUT_SIDES[1]:
+        return f"input_size (--input-size) must be {INPUT_SIDES[0]} to {INPUT_SIDES[1]}; got {size}"
+    if model_type != "tiny" and size != 1024:
+        return f"input_size (--input-size) is the tiny SAM's option; {model_type} runs at 1024 px, got {size}"
+    if size % INPUT_STEP:
+        return (f"input_size (--input-size) must be a multiple of {INPUT_STEP} px (16 px patches, 8-token windows); "
+                f"got {size}")
+    return None
+
+
 def build_tiny_sam(img_size: int | None = None) -> torch.nn.Module:
     """The tiny SAM from segment-anything's own classes, randomly initialised (3.8 M parameters).
 

@@ -14,8 +14,8 @@ from typing import Literal
 
 import torch
 
-from samocta.errors import SamOctaError
-from samocta.files import sha256_file
+from samocta.core.errors import SamOctaError
+from samocta.core.files import sha256_file
 
 ModelType = Literal["tiny", "vit_b", "vit_l", "vit_h"]
 MODEL_TYPES: tuple[str, ...] = typing.get_args(ModelType)

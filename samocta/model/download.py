@@ -8,8 +8,9 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from samocta.files import atomic_write_text, open_in_place, sha256_file
+from samocta.core.files import atomic_write_text, open_in_place, sha256_file
 from samocta.model.checkpoints import BASE_URL, OFFICIAL, CheckpointError
+
 
 def cache_dir() -> Path:
     """``$SAMOCTA_CACHE``, or ``~/.cache/samocta``."""

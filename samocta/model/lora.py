@@ -12,14 +12,17 @@ from __future__ import annotations
 import json
 import math
 import os
+import typing
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
 
-from samocta.errors import SamOctaError
-from samocta.model.build import build_sam, resolve_checkpoint, resolve_device
-from samocta.model.promptable import PromptableSam
+from samocta.core.errors import SamOctaError
+from samocta.core.vocabulary import FOVS, TASKS, check_fov_mm, parse_channels
+from samocta.model.build import MODEL_TYPES, build_sam, input_size_problem, resolve_checkpoint, resolve_device
+from samocta.model.promptable import MASK_RULES, PromptableSam
 
 
 class AdapterError(SamOctaError, ValueError):
@@ -31,6 +34,14 @@ ADAPTER_KEYS = ("model_type", "rank", "alpha", "dropout", "train_decoder", "mask
 # and what it records of how it was trained (not needed to load it)
 TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size", "fov_mm", "channels", "dataset", "click_feedback",
                 "session_clicks")
+# The rules of those fields: what a training may write, checked whenever an adapter is read. The run
+# configuration (``samocta.config.TrainConfig``) declares its options with these same bounds.
+RANK_RANGE = (1, 256)
+DROPOUT_RANGE = (0.0, 0.9)
+# what an adapter can be trained with: the paper's prompt modes, or simulated corrective-click sessions
+TrainMode = Literal["none", "global", "local", "clicks"]
+TRAIN_MODES: tuple[str, ...] = typing.get_args(TrainMode)
+MAX_SESSION_CLICKS = 20  # a session decodes once per click: the cost of a training sample grows with it
 
 
 def adapter_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -52,57 +63,70 @@ def adapter_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -
     return h.hexdigest()
 
 
+def _metadata_problems(meta: dict[str, str]) -> str | None:
+    """The first field of an adapter's metadata that no training writes, in words (None: all are sound)."""
+    import re
+
+    def number(key: str, kind: type) -> float:
+        value = kind(meta[key])
+        if not math.isfinite(value):
+            raise ValueError(f"{key} {meta[key]!r} is not a finite number")
+        return value
+
+    if meta["model_type"] not in MODEL_TYPES:
+        return f"model_type {meta['model_type']!r}: one of {', '.join(MODEL_TYPES)}"
+    rank, alpha, dropout = number("rank", int), number("alpha", float), number("dropout", float)
+    if not RANK_RANGE[0] <= rank <= RANK_RANGE[1]:
+        return f"rank (--rank) must be {RANK_RANGE[0]} to {RANK_RANGE[1]}; got {rank}"
+    if not alpha > 0:
+        return f"alpha (--alpha) must be above 0; got {alpha}"
+    if not DROPOUT_RANGE[0] <= dropout <= DROPOUT_RANGE[1]:
+        return f"dropout (--lora-dropout) must be {DROPOUT_RANGE[0]:g} to {DROPOUT_RANGE[1]:g}; got {dropout}"
+    if meta["train_decoder"] not in ("True", "False"):
+        return f"train_decoder {meta['train_decoder']!r}: True or False"
+    if meta["mask_rule"] not in MASK_RULES:
+        return f"mask_rule {meta['mask_rule']!r}: one of {', '.join(MASK_RULES)}"
+    if meta["task"] and meta["task"] not in TASKS:
+        return f"task {meta['task']!r}: one of {', '.join(TASKS)}"
+    size = int(meta["img_size"]) if meta.get("img_size") else None
+    problem = input_size_problem(meta["model_type"], size)
+    if problem:
+        return problem
+    if meta.get("fov_mm"):
+        check_fov_mm(meta["fov_mm"], "fov_mm")
+    parse_channels(meta.get("channels") or "auto")
+    image_size = meta.get("image_size")
+    if image_size is not None and not (re.fullmatch(r"(\d{2,4})x(\d{2,4})", image_size)
+                                       and all(16 <= int(v) <= 2048 for v in image_size.split("x"))):
+        return f"image_size {image_size!r}: the training images' H x W, 16 to 2048 px a side"
+    if meta.get("fov") and meta["fov"] not in FOVS and not re.fullmatch(r"unknown|\d{1,2}(\.\d+)?M", meta["fov"]):
+        return f"fov {meta['fov']!r}: one of {', '.join(FOVS)}, a width such as 4.5M, or unknown"
+    if meta.get("prompt_mode") and meta["prompt_mode"] not in TRAIN_MODES:
+        return f"prompt_mode {meta['prompt_mode']!r}: one of {', '.join(TRAIN_MODES)}"
+    if meta.get("click_feedback") not in (None, "True", "False"):
+        return f"click_feedback {meta['click_feedback']!r}: True or False"
+    if meta.get("session_clicks") is not None and not (meta["session_clicks"].isdigit()
+                                                       and 1 <= int(meta["session_clicks"]) <= MAX_SESSION_CLICKS):
+        return f"session_clicks {meta['session_clicks']!r}: 1 to {MAX_SESSION_CLICKS}"
+    return None
+
+
 def check_adapter_metadata(meta: dict[str, str], path: str | os.PathLike) -> None:
-    """Check an adapter's metadata by the training configuration's own rules, before a model is built from it.
+    """Check an adapter's metadata by the rules a training writes it with, before a model is built from it.
 
     Raises:
         AdapterError: a field no training writes (a rank of 0 or 100,000, dropout 2, task "Retina",
             an image size "0x0", a width in mm out of range ...), naming the file and the field.
     """
-    import re
-
-    from samocta.config import MAX_SESSION_CLICKS, TRAIN_MODES, TrainConfig
-    from samocta.data.channels import parse_channels
-    from samocta.data.octa500 import FOVS, check_fov_mm
-
-    def refuse(what: str) -> AdapterError:
-        return AdapterError(f"{path}: the adapter's metadata is not what a training writes ({what}); use the adapter as its "
-                            "training wrote it")
-
     try:
-        fields = dict(model=meta["model_type"], rank=int(meta["rank"]), alpha=float(meta["alpha"]),
-                      lora_dropout=float(meta["dropout"]),
-                      train_decoder={"True": True, "False": False}[meta["train_decoder"]], mask_rule=meta["mask_rule"],
-                      task=meta["task"] or "FAZ", input_size=int(meta["img_size"]) if meta.get("img_size") else None,
-                      checkpoint="random")
+        problem = _metadata_problems(meta)
     except KeyError as exc:
-        raise refuse(f"{exc.args[0]!r} missing or not a known value") from None
-    except ValueError as exc:
-        raise refuse(str(exc)) from None
-    if fields["model"] == "tiny" and fields["input_size"] is None:
-        fields.pop("input_size")
-    try:
-        TrainConfig(**fields)
-        if meta.get("fov_mm"):
-            check_fov_mm(meta["fov_mm"], "fov_mm")
-        parse_channels(meta.get("channels") or "auto")
-    except Exception as exc:  # the config's and data's own refusals, each naming the field
-        if not isinstance(exc, (ValueError, RuntimeError)):
-            raise
-        raise refuse(str(exc)) from None
-    size = meta.get("image_size")
-    if size is not None and not (re.fullmatch(r"(\d{2,4})x(\d{2,4})", size)
-                                 and all(16 <= int(v) <= 2048 for v in size.split("x"))):
-        raise refuse(f"image_size {size!r}: the training images' H x W, 16 to 2048 px a side")
-    if meta.get("fov") and meta["fov"] not in FOVS and not re.fullmatch(r"unknown|\d{1,2}(\.\d+)?M", meta["fov"]):
-        raise refuse(f"fov {meta['fov']!r}: one of {', '.join(FOVS)}, a width such as 4.5M, or unknown")
-    if meta.get("prompt_mode") and meta["prompt_mode"] not in TRAIN_MODES:
-        raise refuse(f"prompt_mode {meta['prompt_mode']!r}: one of {', '.join(TRAIN_MODES)}")
-    if meta.get("click_feedback") not in (None, "True", "False"):
-        raise refuse(f"click_feedback {meta['click_feedback']!r}: True or False")
-    if meta.get("session_clicks") is not None and not (meta["session_clicks"].isdigit()
-                                                       and 1 <= int(meta["session_clicks"]) <= MAX_SESSION_CLICKS):
-        raise refuse(f"session_clicks {meta['session_clicks']!r}: 1 to {MAX_SESSION_CLICKS}")
+        problem = f"{exc.args[0]!r} missing or not a known value"
+    except ValueError as exc:  # a number that is none, and the vocabulary's own refusals, each naming the field
+        problem = str(exc)
+    if problem:
+        raise AdapterError(f"{path}: the adapter's metadata is not what a training writes ({problem}); use the adapter as "
+                           "its training wrote it")
 
 
 class LoRALinear(nn.Module):
@@ -253,7 +277,7 @@ class LoRASam(PromptableSam):
 
     def save_adapter(self, path: str | os.PathLike) -> None:
         """Write the trained tensors as safetensors with metadata, atomically."""
-        from samocta.files import save_safetensors
+        from samocta.core.files import save_safetensors
 
         if any(layer.merged for layer in self.lora_layers):
             raise AdapterError("unmerge() the LoRA layers before saving the adapter")

@@ -23,9 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from samocta.errors import InputError
-from samocta.frame import resized_shape, to_model_frame_torch
-
+from samocta.core.errors import InputError
+from samocta.model.frame import resized_shape, to_model_frame_torch
 
 MaskRule = Literal["most_confident", "single"]
 MASK_RULES: tuple[str, ...] = typing.get_args(MaskRule)
@@ -92,7 +91,7 @@ def takes_logits(model) -> bool:
     (trained so); not the tiny SAM's, whose frozen mask-prompt path was pretrained on its clicks' map
     only. Summing logits into it lowers Dice even for an adapter trained on click sessions that fed
     them back (synthetic FAZ, 10 test subjects: Dice after 10 clicks 0.863 decoded with them, 0.901
-    without; ``benchmarks/RESULTS.md``, issue 36), so click sessions (``samocta.clicks``) train and
+    without; ``benchmarks/RESULTS.md``, issue 36), so click sessions (``samocta.evaluate.clicks``) train and
     decode it without."""
     return getattr(model, "click_sigma", None) is None
 
@@ -160,7 +159,7 @@ def mask_prompt(
     """What enters SAM's dense mask prompt: the previous decode's low-resolution logits (or None), and
     for the tiny SAM (``sigma`` set) its clicks' map (``click_map``) added to them.
 
-    The one rule for the kernel's decoder and the exported graph (``samocta.export``). For the official
+    The one rule for the kernel's decoder and the exported graph (``samocta.model.export``). For the official
     SAM it is SamPredictor's ``mask_input``: the logits as they are.
 
     Args:
@@ -271,7 +270,7 @@ class PromptableSam(nn.Module):
         return Embedding(features.float(), size, original)
 
     def to_model_frame(self, coords: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
-        """``(x, y)`` original-image points (pixel centres at i + 0.5) -> this model's input frame (``samocta.frame``)."""
+        """``(x, y)`` original-image points (pixel centres at i + 0.5) -> this model's input frame (``samocta.model.frame``)."""
         return to_model_frame_torch(coords, original_size, self.img_size)
 
     def decode_candidates(
@@ -388,7 +387,7 @@ class PromptableSam(nn.Module):
         """``decode(embed(images), coords, labels, mask_rule)``; see ``decode``.
 
         With ``decode_with``, the images' embedding goes to that function instead (``coords`` and
-        ``labels`` unused), e.g. training's click sessions (``samocta.clicks.training_sessions``): it is
+        ``labels`` unused), e.g. training's click sessions (``samocta.train.sessions.training_sessions``): it is
         part of ``forward`` so that a DistributedDataParallel wrapper sees the whole computation.
         """
         if decode_with is not None:

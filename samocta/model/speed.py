@@ -165,7 +165,7 @@ def apply_speed_settings(
 ) -> Precision:
     """Switch on the speed and memory levers a run asks for, each "auto" (on with CUDA), "on" or "off".
 
-    Used by training and by ``samocta.bench``, so that a benchmark variant is exactly what a run
+    Used by training and by ``samocta.train.bench``, so that a benchmark variant is exactly what a run
     with the same switches does.
 
     Returns:

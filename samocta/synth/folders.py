@@ -17,10 +17,11 @@ from typing import Sequence
 import numpy as np
 
 from samocta import __version__
+from samocta.core.files import atomic_write_text
+from samocta.core.vocabulary import TASKS
 from samocta.data.imageio import FORMATS, MAX_IMAGE_SIDE, write_grey
-from samocta.data.octa500 import FOV_MM, FOV_SIZE, LAYERS, TASKS
+from samocta.data.octa500 import FOV_MM, FOV_SIZE, LAYERS
 from samocta.data.splits import standard_split
-from samocta.files import atomic_write_text
 from samocta.synth.generator import SynthConfig, make_sample
 from samocta.synth.writer import GENERATOR_VERSION, SynthError, sample_seed, synthetic_ids
 

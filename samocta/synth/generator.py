@@ -18,8 +18,9 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 from scipy import ndimage
 
-from samocta.connectivity import EIGHT
-from samocta.data.octa500 import FOV_MM, FOV_SIZE, FOVS, Sample, pixel_size_um
+from samocta.core.connectivity import EIGHT
+from samocta.core.vocabulary import FOVS
+from samocta.data.octa500 import FOV_MM, FOV_SIZE, Sample, pixel_size_um
 from samocta.synth.render import (
     correlated_noise,
     faz_mask,

@@ -9,10 +9,11 @@ from pathlib import Path
 import numpy as np
 
 from samocta import __version__
+from samocta.core.errors import SamOctaError
+from samocta.core.files import atomic_write_text
+from samocta.core.vocabulary import FOVS
 from samocta.data.imageio import MAX_IMAGE_SIDE, write_grey
-from samocta.errors import SamOctaError
-from samocta.files import atomic_write_text
-from samocta.data.octa500 import FOVS, LAYERS, LAYOUT_DIRS, TASK_FOLDERS
+from samocta.data.octa500 import LAYERS, LAYOUT_DIRS, TASK_FOLDERS
 from samocta.data.splits import standard_split
 from samocta.synth.generator import SynthConfig, make_sample
 

@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from samocta.connectivity import EIGHT
-from samocta.data.octa500 import LAYERS, TASKS, Sample
+from samocta.core.connectivity import EIGHT
+from samocta.core.vocabulary import TASKS
+from samocta.data.octa500 import LAYERS, Sample
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -294,7 +295,7 @@ def _vessel_tree(size: int = 72) -> tuple[np.ndarray, np.ndarray]:
 
 
 def loss_figure() -> tuple["Figure", dict[str, dict[str, float]]]:
-    """Why clDice: a vessel label, its soft skeleton, and two predictions scored by ``samocta.losses``.
+    """Why clDice: a vessel label, its soft skeleton, and two predictions scored by ``samocta.train.losses``.
 
     One prediction breaks the thin vessels (5 px gaps every 9 px), the other draws every vessel
     too thick. Dice counts pixels, so it barely notices breaks in thin vessels (they hold few pixels)
@@ -309,7 +310,7 @@ def loss_figure() -> tuple["Figure", dict[str, dict[str, float]]]:
     import torch
     from scipy import ndimage
 
-    from samocta.losses import dice_loss, soft_cldice_loss, soft_skeleton
+    from samocta.train.losses import dice_loss, soft_cldice_loss, soft_skeleton
 
     label, thin = _vessel_tree()
     broken = label.copy()

@@ -1,7 +1,7 @@
 """How a scan meets a model: its views at the model's pixel size, their embeddings, and points decoded on them.
 
 A scan of another pixel size than the adapter's training images is resampled to it and, when larger,
-cut into overlapping views (``samocta.resample``); every decode of a scan (evaluation, prediction, the
+cut into overlapping views (``samocta.decode.resample``); every decode of a scan (evaluation, prediction, the
 click canvas, corrective clicks) goes through these two functions, so each sees the scan alike.
 """
 
@@ -12,14 +12,14 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from samocta.resample import Resampling, frame_of, plan_resampling
+from samocta.decode.resample import Resampling, frame_of, plan_resampling
 
 if TYPE_CHECKING:
     from samocta.model import PromptableSam
 
 
 def scan_views(model: "PromptableSam", image: np.ndarray, pixel_um: float | None, where: str) -> tuple[Resampling, list]:
-    """A scan brought to the pixel size the model was trained at (``samocta.resample``), and each view's
+    """A scan brought to the pixel size the model was trained at (``samocta.decode.resample``), and each view's
     embedding: once per scan, reused by every prompt mode."""
     resampling = plan_resampling(image.shape[:2], pixel_um, frame_of(getattr(model, "trained_with", {})), where)
     return resampling, [model.embed(view[None]) for view in resampling.image_views(image)]

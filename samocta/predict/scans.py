@@ -5,7 +5,7 @@ A fine-tuned adapter describes itself (model type, LoRA settings, mask rule, tas
 trained), so a prediction needs only the adapter, the base checkpoint for the official models,
 and the scans, in whatever form they come (an OCTA-500 tree, a folder dataset, a plain folder of
 images) and at whatever size: each scan is brought to the pixel size the adapter was trained at
-(``samocta.resample``). Masks are written in the OCTA-500 label convention: 8-bit PNGs with 0 and
+(``samocta.decode.resample``). Masks are written in the OCTA-500 label convention: 8-bit PNGs with 0 and
 255, the size and orientation of the scan, one folder per task named as OCTA-500 names it.
 """
 
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-from samocta import runs
+from samocta.core import runs
+from samocta.core.errors import InputError, SamOctaError
 from samocta.data.ids import SampleId
 from samocta.data.octa500 import LAYERS, TASK_FOLDERS
-from samocta.errors import InputError, SamOctaError
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,8 +45,8 @@ def load_model(adapter: str | os.PathLike, checkpoint: str | None = None, device
     The base checkpoint is ``checkpoint``, else, for a run folder, the one its config names, else the
     shipped tiny SAM; an adapter trained on other weights is refused (their SHA-256 differ).
     """
-    from samocta.model import LoRASam, resolve_device
     from samocta.config import TrainConfig
+    from samocta.model import LoRASam, resolve_device
 
     path = Path(adapter)
     if path.is_dir():
@@ -71,7 +71,7 @@ def predict(
     """Masks for images without labels, each at its own size; one embedding per view, reused by both passes of "auto".
 
     A scan of another pixel size than the adapter's training images is brought to the training
-    pixel size and its mask comes back at the scan's own size (``samocta.resample``).
+    pixel size and its mask comes back at the scan's own size (``samocta.decode.resample``).
 
     Args:
         model: a ``PromptableSam``/``LoRASam`` (decodes with its own mask rule).
@@ -80,7 +80,7 @@ def predict(
         prompts: "none" (SAM's padding point only), "auto" (points from the model's own confident
             regions, see ``samocta.evaluate.auto_prompt``), or one ``(coords, labels)`` per image
             (e.g. clicked points; ``(x, y)`` in the image's own pixels, centres at ``i + 0.5``), decoded
-            in their order as the click canvas decodes them (``samocta.clicks.ClickSession``).
+            in their order as the click canvas decodes them (``samocta.decode.session.ClickSession``).
         threshold: on probabilities.
         seed: of the automatic prompts' draws (image i uses ``(seed, i)``).
         pixel_um: the images' pixel size in µm (one for all, or one per image; None: unknown,
@@ -91,7 +91,8 @@ def predict(
     """
     import torch
 
-    from samocta.evaluate import decode_prompt, scan_views
+    from samocta.decode.modes import decode_prompt
+    from samocta.decode.views import scan_views
     from samocta.model.promptable import binarize
 
     single = isinstance(images, np.ndarray) and images.ndim == 3
@@ -129,11 +130,10 @@ def read_clicks(path: str | os.PathLike, ids: Sequence, size: tuple[int, int] | 
             ``samocta.prompts.MAX_POINTS`` points for a subject, or points that are not on the image or
             labels other than 0 and 1.
     """
+    from samocta.core.files import read_json
     from samocta.data.ids import parse_id
+    from samocta.decode.session import PromptState
     from samocta.prompts import MAX_POINTS
-    from samocta.widgets import PromptState
-
-    from samocta.files import read_json
 
     path = Path(path)
     raw = read_json(path, "prompts file", 'give --prompts none, auto, or a JSON file {"<id>": {"points": [[x, y], ...], '
@@ -205,8 +205,8 @@ def read_scans(
         PredictError / DatasetError: a missing or unreadable projection, named with its path, or a
             projection the adapter needs that the scans lack.
     """
+    from samocta.core.vocabulary import parse_channels
     from samocta.data import DatasetError, read_grey
-    from samocta.data.channels import parse_channels
     from samocta.data.ids import parse_id, sorted_ids
     from samocta.data.octa500 import FOV_MM
     from samocta.data.source import open_for_adapter
@@ -245,8 +245,8 @@ def write_outputs(out: Path, sid: SampleId, task: str, image: np.ndarray, mask: 
     middle channel; ``<out>/overlays/<id>.png``)."""
     from PIL import Image
 
+    from samocta.core.files import atomic_write
     from samocta.data import write_grey
-    from samocta.files import atomic_write
 
     write_grey(out / TASK_FOLDERS[task] / f"{sid}.png", mask)
     shown = list(channels).index("FULL") if "FULL" in channels else 1
@@ -294,14 +294,14 @@ def predict_scans(
         ids: the subjects (default all); fov: the part of an OCTA-500 tree (default: the adapter's
             when the tree has it); fov_mm: a folder's scan width in mm.
         overwrite: replace existing outputs (otherwise refused).
-        review_rate: the share of the scans flagged ``review`` (lowest quality first; ``samocta.quality``).
+        review_rate: the share of the scans flagged ``review`` (lowest quality first; ``samocta.predict.quality``).
         seed: of the automatic prompts' draws.
         eye: "OD", "OS" (every scan), or "auto": the OD / OS a scan's file name holds, else unknown
             (the ETDRS sectors then named by image side).
         faz_model: a FAZ adapter (``load_model``): each scan's FAZ, segmented prompt-free, centres the
             ETDRS grid and gives the FD-300 of a vessel task (without it: the image centre, no FD-300).
         report: also write ``report/<id>.png`` (the overlay with the grid and the numbers) and
-            ``report.html`` listing them, the scans flagged for review first (``samocta.scan_report``).
+            ``report.html`` listing them, the scans flagged for review first (``samocta.predict.report``).
 
     Returns:
         the measurements table, one row per subject, its columns as ``samocta.measure.COLUMNS`` says:
@@ -309,9 +309,9 @@ def predict_scans(
         the headline one over the quality variations, ``predicted_iou``, ``agreement``,
         ``confidence``, ``quality`` and ``review``.
     """
+    from samocta.core.files import folder_lock
     from samocta.data.octa500 import octa500_fovs
-    from samocta.files import folder_lock
-    from samocta.resample import frame_of, plan_resampling
+    from samocta.decode.resample import frame_of, plan_resampling
 
     task, trained_fov = model.task, model.trained_with.get("fov")
     if task is None:
@@ -340,8 +340,8 @@ def predict_scans(
         table = _predict_into(model, scans, plans, clicks, out, prompts, threshold, overwrite, progress, review_rate, seed,
                               channels, eye, faz_model)
         if report:
-            from samocta.data.channels import parse_channels
-            from samocta.scan_report import write_report
+            from samocta.core.vocabulary import parse_channels
+            from samocta.predict.report import write_report
 
             write_report(out, table, {scan.id: scan.image for scan in scans}, parse_channels(channels))
         return table
@@ -349,9 +349,9 @@ def predict_scans(
 
 def _segment(model: "LoRASam", scan: "Scan", threshold: float) -> np.ndarray:
     """One scan's prompt-free mask from ``model`` (a second adapter's: the FAZ that centres the grid)."""
-    from samocta.evaluate import decode_prompt
+    from samocta.decode.modes import decode_prompt
+    from samocta.decode.views import scan_views
     from samocta.model.promptable import binarize
-    from samocta.views import scan_views
 
     resampling, embeddings = scan_views(model, scan.image, scan.pixel_um, f"subject {scan.id}")
     return binarize(decode_prompt(model, resampling, embeddings, "none", np.random.default_rng(0)), threshold)[0]
@@ -364,11 +364,12 @@ def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out:
     import pandas as pd
     from tqdm.auto import tqdm
 
-    from samocta.data.channels import channels_label, parse_channels
-    from samocta.files import atomic_write_csv
+    from samocta.core.files import atomic_write_csv
+    from samocta.core.vocabulary import parse_channels
+    from samocta.data.channels import channels_label
     from samocta.measure import FOV_MM_HINT, measure, measure_pixels
     from samocta.measure.regional import eye_of, regional_measures
-    from samocta.quality import interval, review_flags, scan_quality
+    from samocta.predict.quality import interval, review_flags, scan_quality
 
     task = model.task
     outputs = [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{scan.id}.png" for scan in scans)]
@@ -387,7 +388,7 @@ def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out:
             how, used = clicks[scan.id], f"clicked ({len(clicks[scan.id][1])} points)"
         else:
             how, used = "none", "none (no clicks for this subject)"
-        # the mask predict gives, and the variations its quality is read from (samocta.quality)
+        # the mask predict gives, and the variations its quality is read from (samocta.predict.quality)
         checked = scan_quality(model, scan.image, how, scan.pixel_um, threshold, (seed, 0))
         mask = checked.mask
         write_outputs(out, scan.id, task, scan.image, mask, names)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from samocta.evaluate import PAPER_TABLE2
+from samocta.evaluate.paper import PAPER_TABLE2
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from samocta.errors import InputError
+from samocta.core.errors import InputError
 
 # pixel sizes that differ by less than this share are the same (float noise in widths given in mm)
 SAME_SCALE = 1e-3
@@ -165,7 +165,8 @@ def frame_of(trained_with: dict[str, str]) -> TrainedFrame | None:
     """The training images an adapter records (``LoRASam.trained_with``): their size and, from their width
     in mm (or an OCTA-500 FoV), their pixel size; for adapters written before the size was recorded,
     the FoV's OCTA-500 size. None when the adapter says neither."""
-    from samocta.data.octa500 import FOV_MM, FOV_SIZE, check_fov_mm
+    from samocta.core.vocabulary import check_fov_mm
+    from samocta.data.octa500 import FOV_MM, FOV_SIZE
 
     fov, size = trained_with.get("fov"), trained_with.get("image_size")
     if size:

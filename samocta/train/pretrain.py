@@ -26,9 +26,9 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.draw import disk, ellipse, polygon
 
-from samocta.errors import SamOctaError
-from samocta.files import append_line, atomic_torch_save, atomic_write_text, save_safetensors, sha256_file
-from samocta.options import MAX_SEED, check_fields, option
+from samocta.core.errors import SamOctaError
+from samocta.core.files import append_line, atomic_torch_save, atomic_write_text, save_safetensors, sha256_file
+from samocta.core.options import MAX_SEED, check_fields, option
 from samocta.synth.render import stamp_segments
 
 SHAPES = ("disc", "ellipse", "polygon", "thin_curve", "thick_curve", "ring")
@@ -232,7 +232,7 @@ def _record_stage(path: Path, start: int, steps: int) -> list[dict[str, int]]:
     """
     import warnings
 
-    from samocta.files import read_json
+    from samocta.core.files import read_json
 
     stages = read_json(path, "record of pretraining stages", "delete the run folder to start afresh") if start and path.exists() else []
     if not isinstance(stages, list) or not all(isinstance(s, dict) and isinstance(s.get("schedule_steps"), int) for s in stages):

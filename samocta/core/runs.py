@@ -57,7 +57,7 @@ def summary(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Pa
 
 
 def clicks(fold_dir: str | os.PathLike, part: str, on: str | None = None) -> Path:
-    """Per-subject, per-click Dice of the simulated corrective clicks (``samocta.clicks``)."""
+    """Per-subject, per-click Dice of the simulated corrective clicks (``samocta.evaluate.clicks``)."""
     return Path(fold_dir) / f"clicks-{_scored(part, on)}.csv"
 
 
@@ -95,7 +95,7 @@ HISTORY_FIELDS = ("epoch", "train_loss", "val_dice", "val_jaccard", "val_cldice"
 def write_history(fold_dir: str | os.PathLike, rows: list[dict[str, float]]) -> None:
     """A fold's per-epoch rows as ``metrics.csv`` (atomically); a column a row lacks (a run resumed
     from an earlier version) is written as NaN."""
-    from samocta.files import atomic_write_text
+    from samocta.core.files import atomic_write_text
 
     lines = [",".join(HISTORY_FIELDS)] + [",".join(str(r.get(k, float("nan"))) for k in HISTORY_FIELDS) for r in rows]
     atomic_write_text(Path(fold_dir) / HISTORY, "\n".join(lines) + "\n")
@@ -109,7 +109,7 @@ def read_history(run_dir: str | os.PathLike) -> list[dict[str, float]]:
     """
     import io
 
-    from samocta.files import UnreadableFileError, read_bytes
+    from samocta.core.files import UnreadableFileError, read_bytes
 
     path = Path(run_dir) / HISTORY
     fix = "delete it (a --resume writes it again from the run's last.pt), or start afresh in another --out"

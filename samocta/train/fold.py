@@ -1,6 +1,6 @@
 """Fine-tuning one fold: LoRA (optionally + decoder), AdamW, warm-up then decay, validation, checkpoints, resume.
 
-The files of a fold folder are listed in ``samocta.runs``. Every file is written atomically;
+The files of a fold folder are listed in ``samocta.core.runs``. Every file is written atomically;
 ``last.pt`` is written last, so a run killed at any moment resumes from its last finished epoch
 and, because every random choice is seeded by (seed, epoch, subject), reproduces the
 uninterrupted run exactly.
@@ -20,22 +20,23 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from samocta import runs
 # TrainConfig, TrainingError and read_history are also reached as samocta.train's (the public API)
 from samocta.config import TrainConfig, TrainingError, config_differences, make_split, open_data, saved_config
+from samocta.core import runs
+from samocta.core.files import atomic_torch_save
+from samocta.core.runs import read_history
 from samocta.data.source import check_subjects
-from samocta.distributed import mean_over_processes, rank_world
-from samocta.files import atomic_torch_save
 from samocta.model.build import resolve_device
 from samocta.model.lora import build_model
 from samocta.prompts import label_tasks
-from samocta.runs import read_history
+from samocta.train.distributed import mean_over_processes, rank_world
 
 if TYPE_CHECKING:
-    from samocta.data import Dataset, Sample, SegmentationDataset, Split
+    from samocta.data import Dataset, Sample, Split
     from samocta.model import LoRASam
     from samocta.model.speed import Precision
     from samocta.prompts import PromptSpec
+    from samocta.train.dataset import SegmentationDataset
 
 # Salt of the per-epoch stream that orders batches and draws the no-prompt samples. The dataset's
 # streams are keyed (seed, epoch, id_seed(subject)) for prompts and (seed, epoch, id_seed, 1) for
@@ -76,8 +77,8 @@ def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], 
     A click-trained run is scored on the corrective clicks ``evaluate --modes clicks`` makes (up to
     ``session_clicks``, from start "click", decoded as the adapter records): the mean Dice over clicks
     1..N (Jaccard likewise, from each Dice); clDice is not measured per click (NaN)."""
-    from samocta.clicks import evaluate_clicks
-    from samocta.evaluate import evaluate
+    from samocta.evaluate.clicks import evaluate_clicks
+    from samocta.evaluate.score import evaluate
     from samocta.prompts import PromptSpec
 
     clicks = config.prompt_mode == "clicks"
@@ -129,8 +130,9 @@ class _Fold:
 
 def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     """Check the folder, read the data and split, write config and split, build model and optimiser."""
-    from samocta.data import SegmentationDataset, Split
+    from samocta.data import Split
     from samocta.model.speed import apply_speed_settings
+    from samocta.train.dataset import SegmentationDataset
 
     device = resolve_device(config.device)
     if device.type == "cuda" and device.index is None:  # the GPU this process uses (torchrun: its LOCAL_RANK's)
@@ -246,10 +248,11 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     """
     from tqdm.auto import tqdm
 
-    from samocta.clicks import feeds_back, training_sessions
-    from samocta.data import collate_batch
-    from samocta.losses import loss_for_task
+    from samocta.decode.session import feeds_back
     from samocta.prompts import PromptSpec
+    from samocta.train.dataset import collate_batch
+    from samocta.train.losses import loss_for_task
+    from samocta.train.sessions import training_sessions
 
     config, model = fold.config, fold.model
     rank, world = rank_world()
@@ -318,7 +321,7 @@ def _session_loss(criterion: torch.nn.Module, steps: list, target: torch.Tensor)
 
     Args:
         criterion: the task's loss with ``reduction="none"``.
-        steps: ``samocta.clicks.training_sessions``' decodes.
+        steps: ``samocta.train.sessions.training_sessions``' decodes.
         target: ``(B, 1, H, W)``.
     """
     decodes = torch.zeros(target.shape[0], device=target.device)
@@ -369,7 +372,7 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool | str =
         DatasetError: a subject the run would read is unreadable, mis-oriented or empty.
         FolderInUseError: another process is training into the same folder.
     """
-    from samocta.files import folder_lock
+    from samocta.core.files import folder_lock
 
     rank, _ = rank_world()
     if rank > 0:  # with torchrun only the first process holds the folder and writes in it
@@ -380,8 +383,8 @@ def train_fold(config: TrainConfig, resume: bool = False, progress: bool | str =
 
 def _announce(fold: _Fold) -> str:
     """What a run is about to do, before its first step: model, weights, device, data and folder."""
-    from samocta.clicks import feeds_back
     from samocta.data import channels_label
+    from samocta.decode.session import feeds_back
 
     config, model = fold.config, fold.model
     precision = f"{str(fold.precision.dtype).removeprefix('torch.')} autocast" if fold.precision.autocast else "float32"

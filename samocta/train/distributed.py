@@ -6,6 +6,7 @@ import os
 
 import torch
 
+
 def rank_world() -> tuple[int, int]:
     """This process's rank and the number of training processes (0, 1 without torch.distributed)."""
     import torch.distributed as dist

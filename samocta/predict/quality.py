@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Sequence
 import numpy as np
 import torch
 
-from samocta.errors import InputError
+from samocta.core.errors import InputError
 
 if TYPE_CHECKING:
     from samocta.model import PromptableSam
@@ -84,10 +84,10 @@ def scan_quality(
         threshold: on probabilities.
         rng_seed: the automatic prompts' generator seed (``predict`` uses ``(seed, i)``).
     """
-    from samocta.evaluate import AutoPromptFallback, decode_prompt
+    from samocta.decode.modes import AutoPromptFallback, decode_prompt
+    from samocta.decode.views import scan_views
     from samocta.metrics import dice
     from samocta.model.promptable import binarize
-    from samocta.views import scan_views
 
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[-1] != 3:

@@ -26,9 +26,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from samocta import grid, runs
-from samocta.errors import SamOctaError
-from samocta.files import atomic_write_csv, atomic_write_text, read_bytes
+from samocta.core import runs
+from samocta.core.errors import SamOctaError
+from samocta.core.files import atomic_write_csv, atomic_write_text, read_bytes
+from samocta.grid import jobs as grid
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -61,8 +62,8 @@ def bootstrap_ci(values: np.ndarray, n: int = 10_000, seed: int = 0, level: floa
 
 def _scored(job: grid.Job) -> "pd.DataFrame":
     """A finished job's per-subject results, evaluating it first if it has not been."""
-    from samocta.evaluate import evaluate_run
     from samocta.config import TrainConfig
+    from samocta.evaluate.score import evaluate_run
 
     fold = Path(job.fold_dir)
     part = "val" if TrainConfig.from_json(fold / runs.CONFIG).split == "kfold" else "test"
@@ -75,9 +76,9 @@ def _scored(job: grid.Job) -> "pd.DataFrame":
 
 def _read_results(path: Path) -> "pd.DataFrame | None":
     """A results file ``evaluate_run`` wrote, or None if it is missing or not such a table."""
-    import pandas as pd
-
     import io
+
+    import pandas as pd
 
     try:
         frame = pd.read_csv(io.BytesIO(read_bytes(path, "results table", "", 256 << 20)))
@@ -133,7 +134,7 @@ def report(out: str | os.PathLike, n_bootstrap: int = 10_000, seed: int = 0, pro
     if isinstance(n_bootstrap, bool) or not isinstance(n_bootstrap, int) or not 100 <= n_bootstrap <= 100_000:
         raise grid.GridError(f"the bootstrap (--bootstrap) takes 100 to 100,000 resamples; got {n_bootstrap!r}")
 
-    from samocta.evaluate import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, single_value
+    from samocta.evaluate.paper import PAPER_TABLE1, PAPER_TABLE2, TABLE1_COLUMNS, single_value
 
     out = Path(out)
     jobs = grid.load(out)

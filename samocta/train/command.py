@@ -10,8 +10,8 @@ import argparse
 from typing import Sequence
 
 from samocta.config import RECIPE_CHOICES, RECIPES, TrainConfig
-from samocta.errors import SamOctaError
-from samocta.options import add_arguments, given_arguments
+from samocta.core.errors import SamOctaError
+from samocta.core.options import add_arguments, given_arguments
 
 PROG = "python -m samocta train"
 
@@ -55,8 +55,8 @@ def train_config(args: argparse.Namespace, **overrides) -> TrainConfig:
 def run_train(args: argparse.Namespace) -> int:
     """Train what a parsed train command says: one fold, or every fold with ``--all-folds``; under
     ``torchrun`` one process per device, the batch shared among them. Returns the exit status."""
-    from samocta.distributed import init_distributed
-    from samocta.train import train_fold
+    from samocta.train.distributed import init_distributed
+    from samocta.train.fold import train_fold
 
     first = train_config(args)
     folds = range(first.k) if args.all_folds and first.split == "kfold" else [first.fold]

@@ -1,12 +1,12 @@
 """Clicking prompt points on an image in a notebook, with the mask following each click.
 
-``PromptState`` is the pure model of the points (no UI). ``click_prompts`` shows a click canvas
+``PromptState`` (``samocta.decode.session``) is the pure model of the points (no UI). ``click_prompts`` shows a click canvas
 (an anywidget, so it runs in JupyterLab, Notebook 7, VS Code and Colab alike): left click adds a
 positive point, right click a negative one (or the positive/negative toggle, for touchpads), with
 Undo and Clear. The canvas sends each action to the kernel, ``PromptState`` applies it, and the mask
 is decoded in Python from the image embedding computed once, with the model's own mask rule, then
 drawn in the browser. In the rendered book there is no kernel: the same front end decodes in the
-page with onnxruntime-web, from the decoder exported by ``samocta.export`` and the embedding
+page with onnxruntime-web, from the decoder exported by ``samocta.model.export`` and the embedding
 computed at build time (``browser_dir``/``browser_url``), and says which of the two decodes.
 """
 
@@ -17,115 +17,19 @@ import math
 import os
 import sys
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
 
-from samocta.files import atomic_write_text
+from samocta.core.files import atomic_write_text
+from samocta.decode.session import PromptState
 
 if TYPE_CHECKING:
     from samocta.model import PromptableSam
 
 
-@dataclass
-class PromptState:
-    """Prompt points and their labels, with undo and change callbacks.
-
-    Points are ``(x, y)`` floats in image pixels with pixel centres at ``i + 0.5``; labels are
-    1 (positive) or 0 (negative).
-    """
-
-    points: list[tuple[float, float]] = field(default_factory=list)
-    labels: list[int] = field(default_factory=list)
-    size: tuple[int, int] | None = None  # (H, W) of the image: points must lie on it
-    _history: list[tuple[str, Any]] = field(default_factory=list, repr=False)
-    _callbacks: list[Callable[["PromptState"], None]] = field(default_factory=list, repr=False)
-
-    @classmethod
-    def from_defaults(cls, points: Sequence[Sequence[float]] | None, size: tuple[int, int] | None = None) -> "PromptState":
-        """From ``[(x, y, label), ...]`` (the notebooks' ``DEFAULT_POINTS``), each point checked as ``add`` checks it."""
-        state = cls(size=size)
-        for x, y, label in points or []:
-            state._check(x, y, label)
-            state.points.append((float(x), float(y)))
-            state.labels.append(int(label))
-        return state
-
-    def _check(self, x: float, y: float, label: int) -> None:
-        if label not in (0, 1):
-            raise ValueError(f"label must be 1 (positive) or 0 (negative), got {label}")
-        if not (np.isfinite(x) and np.isfinite(y)):
-            raise ValueError(f"a point needs finite coordinates, got ({x}, {y})")
-        if self.size is not None and not (0 <= x <= self.size[1] and 0 <= y <= self.size[0]):
-            raise ValueError(f"point ({x}, {y}) lies outside the {self.size[1]} x {self.size[0]} image")
-
-    def on_change(self, callback: Callable[["PromptState"], None]) -> None:
-        """Call ``callback(state)`` after every change."""
-        self._callbacks.append(callback)
-
-    def _changed(self) -> None:
-        for callback in self._callbacks:
-            callback(self)
-
-    def add(self, x: float, y: float, label: int = 1) -> None:
-        """Add a point: ``(x, y)`` on the image (pixel centres at ``i + 0.5``), label 1 or 0."""
-        self._check(x, y, label)
-        self.points.append((float(x), float(y)))
-        self.labels.append(int(label))
-        self._history.append(("add", None))
-        self._changed()
-
-    def remove_nearest(self, x: float, y: float, max_distance: float | None = None) -> int | None:
-        """Remove the point nearest to ``(x, y)`` (within ``max_distance`` px if given); returns its index."""
-        if not self.points:
-            return None
-        d = np.hypot(*(np.asarray(self.points) - (x, y)).T)
-        i = int(np.argmin(d))
-        if max_distance is not None and d[i] > max_distance:
-            return None
-        removed = (i, self.points.pop(i), self.labels.pop(i))
-        self._history.append(("remove", removed))
-        self._changed()
-        return i
-
-    def clear(self) -> None:
-        if not self.points:
-            return
-        self._history.append(("clear", (list(self.points), list(self.labels))))
-        self.points.clear()
-        self.labels.clear()
-        self._changed()
-
-    def undo(self) -> bool:
-        """Revert the last add, remove or clear; False if there is nothing to undo."""
-        if not self._history:
-            return False
-        kind, data = self._history.pop()
-        if kind == "add":
-            self.points.pop()
-            self.labels.pop()
-        elif kind == "remove":
-            i, point, label = data
-            self.points.insert(i, point)
-            self.labels.insert(i, label)
-        else:
-            self.points[:], self.labels[:] = data
-        self._changed()
-        return True
-
-    def as_arrays(self) -> tuple[np.ndarray, np.ndarray]:
-        """``coords`` float32 ``(N, 2)`` and ``labels`` int64 ``(N,)``, as the model takes them."""
-        coords = np.asarray(self.points, np.float32).reshape(-1, 2)
-        return coords, np.asarray(self.labels, np.int64).reshape(-1)
-
-    def to_json(self) -> str:
-        """The points as strict JSON (every value finite, checked when it was added)."""
-        return json.dumps({"points": [list(p) for p in self.points], "labels": self.labels}, allow_nan=False)
-
-
-ESM = Path(__file__).resolve().parent / "assets" / "click_canvas.js"
+ESM = Path(__file__).resolve().parent.parent / "assets" / "click_canvas.js"
 MASK_RGBA = (30, 144, 255, 110)  # the overlay colour, as the front end draws the browser's masks
 
 
@@ -212,15 +116,15 @@ class ClickPrompts:
         if model is not None:
             import torch
 
-            from samocta.evaluate import scan_views
+            from samocta.decode.views import scan_views
 
             with torch.inference_mode():
                 model.eval()
                 # once: clicks only re-decode; a scan of another pixel size than the adapter's training
-                # images is shown to it as predict and evaluate show it (samocta.resample)
+                # images is shown to it as predict and evaluate show it (samocta.decode.resample)
                 self._resampling, self._embeddings = scan_views(model, self.image, pixel_um, "the image")
                 self._embedding = self._embeddings[0]
-            from samocta.clicks import ClickSession
+            from samocta.decode.session import ClickSession
 
             self._session = ClickSession(model, self._resampling, self._embeddings)
         shown = self.image if channel is None or self.image.ndim == 2 else self.image[..., channel]
@@ -270,7 +174,7 @@ class ClickPrompts:
 
         coords, labels = self.state.as_arrays()
         t0 = time.perf_counter()
-        # the clicks in their order, each decode given the one before (samocta.clicks), with the model's own
+        # the clicks in their order, each decode given the one before (samocta.evaluate.clicks), with the model's own
         # mask rule: as predict decodes saved clicks and as corrective clicks are scored
         logits = self._session.decode(coords, labels)
         mask = binarize(logits, self.threshold)[0]
@@ -290,9 +194,9 @@ class ClickPrompts:
     # ------------------------------------------------------------------ the rendered book
     def _export_for_browser(self, folder: Path, url: str) -> dict:
         """Write the decoder (ONNX) and this image's embedding for the page's browser decoder."""
-        from samocta.errors import InputError
-        from samocta.export import export_decoder_onnx
-        from samocta.files import atomic_write_bytes
+        from samocta.core.errors import InputError
+        from samocta.core.files import atomic_write_bytes
+        from samocta.model.export import export_decoder_onnx
 
         if not self._resampling.identity:
             raise InputError(f"the browser decoder decodes one image at the adapter's own size and pixel size; this one is "
@@ -309,7 +213,7 @@ class ClickPrompts:
             "decoderUrl": f"{base}/{decoder.name}", "ortUrl": f"{base}/ort.wasm.bundle.min.mjs",
             "wasmUrl": f"{base}/ort-wasm-simd-threaded.wasm", "points": self.default_points,
             "logitThreshold": math.log(self.threshold / (1 - self.threshold)), "moduleUrl": f"{base}/click_canvas.js",
-            # the kernel's click rule (samocta.clicks.ClickSession): feed the previous logits back or not
+            # the kernel's click rule (samocta.decode.session.ClickSession): feed the previous logits back or not
             "feedback": bool(self._session.feedback), "lowResShape": [1, 1, *self._low_res_side()],
         }
 

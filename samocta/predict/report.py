@@ -68,7 +68,7 @@ def scan_figure(row: Mapping, image: np.ndarray, mask: np.ndarray, channels: Seq
     # they were (switching pyplot to Agg here once hid every later figure of the kernel).
     from matplotlib.figure import Figure
 
-    from samocta.files import atomic_write
+    from samocta.core.files import atomic_write
 
     shown = list(channels).index("FULL") if "FULL" in channels else 1
     grey = image[..., shown].astype(np.float32)
@@ -105,8 +105,8 @@ def write_report(out: str | Path, table: "pd.DataFrame", images: Mapping, channe
     Returns:
         the page's path.
     """
+    from samocta.core.files import atomic_write_text
     from samocta.data import read_grey
-    from samocta.files import atomic_write_text
 
     out = Path(out)
     order = table.sort_values(["review", "quality"], ascending=[False, True], kind="stable")

@@ -27,9 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from samocta import runs
-from samocta.errors import SamOctaError, exit_status
-from samocta.files import UnreadableFileError, atomic_write_text, open_in_place, read_json
+from samocta.core import runs
+from samocta.core.errors import SamOctaError, exit_status
+from samocta.core.files import UnreadableFileError, atomic_write_text, open_in_place, read_json
 
 GRID = "grid.json"
 JOB_STATUS = "job.json"  # in a job's fold folder: its last exit status
@@ -91,8 +91,8 @@ def plan(
     Raises:
         GridError: an unknown task or FoV, a FoV without data, or train options ``train`` refuses.
     """
-    from samocta.command import parse_train_args, train_config
     from samocta.data import FOVS, TASKS
+    from samocta.train.command import parse_train_args, train_config
 
     bad = [t for t in tasks if t not in TASKS] + [f for f in fovs if f not in FOVS and f not in data]
     if bad or not tasks or not fovs:
@@ -173,7 +173,7 @@ def load(out: str | os.PathLike) -> list[Job]:
 
 def job_config(job: Job):
     """The ``TrainConfig`` a job's command describes."""
-    from samocta.command import parse_train_args, train_config
+    from samocta.train.command import parse_train_args, train_config
 
     return train_config(parse_train_args(job.args[1:]))
 
@@ -185,7 +185,7 @@ def foreign_options(job: Job) -> list[str]:
     from dataclasses import replace
 
     from samocta.config import config_differences, saved_config
-    from samocta.runs import read_history
+    from samocta.core.runs import read_history
 
     fold = Path(job.fold_dir)
     if not (fold / runs.CONFIG).exists():
@@ -201,7 +201,7 @@ def foreign_options(job: Job) -> list[str]:
 def status(job: Job) -> str:
     """One of ``STATES``, read from the job's fold folder: a run there counts as the job's only if it was
     made with the job's options ("foreign" otherwise)."""
-    from samocta.runs import read_history
+    from samocta.core.runs import read_history
 
     fold = Path(job.fold_dir)
     try:
@@ -229,8 +229,8 @@ def _record(job: Job, exit_code: int, seconds: float) -> None:
 def estimate(jobs: Sequence[Job]) -> tuple[int, float] | None:
     """The epochs the grid has left and the mean epoch time its jobs measured so far (None before
     the first epoch). Every job trains the epochs of its own command's ``--epochs``."""
-    from samocta.command import parse_train_args, train_config
-    from samocta.runs import read_history
+    from samocta.core.runs import read_history
+    from samocta.train.command import parse_train_args, train_config
 
     seconds, done = [], 0
     for job in jobs:
@@ -247,7 +247,7 @@ def estimate(jobs: Sequence[Job]) -> tuple[int, float] | None:
 def run_job(out: str | os.PathLike, index: int) -> int:
     """Run job ``index`` of the grid in this process (the SLURM array task's entry point); a finished
     job returns at once, an interrupted one resumes. Returns the exit status."""
-    from samocta.command import parse_train_args, run_train
+    from samocta.train.command import parse_train_args, run_train
 
     jobs = load(out)
     if not 0 <= index < len(jobs):

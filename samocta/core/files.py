@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterator
 
-from samocta.errors import SamOctaError
+from samocta.core.errors import SamOctaError
 
 if TYPE_CHECKING:  # torch takes seconds to import; only two writers need it
     import pandas as pd

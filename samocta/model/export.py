@@ -10,7 +10,7 @@ post-processing, written without data-dependent control flow) and differs where 
 decodes differently, so that the browser shows exactly the mask Python decodes:
 
 - points come in original pixels with pixel centres at ``i + 0.5`` and are taken to the model's
-  frame inside the graph (``samocta.frame``), and SAM's one padding point is appended inside too;
+  frame inside the graph (``samocta.model.frame``), and SAM's one padding point is appended inside too;
 - the tiny SAM's clicks also enter as a signed Gaussian map through the dense mask prompt
   (``click_map``), computed in the graph;
 - the previous decode's low-resolution logits come back in as the mask prompt (``mask_input`` with
@@ -30,8 +30,8 @@ from pathlib import Path
 import torch
 from segment_anything.utils.onnx import SamOnnxModel
 
-from samocta.errors import InputError
-from samocta.frame import resized_shape, to_model_frame_torch
+from samocta.core.errors import InputError
+from samocta.model.frame import resized_shape, to_model_frame_torch
 from samocta.model.promptable import PromptableSam, mask_prompt, predict_masks_paired
 
 INPUT_NAMES = ("image_embeddings", "point_coords", "point_labels", "mask_input", "has_mask_input")

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from samocta import runs
-from samocta.errors import SamOctaError
+from samocta.core import runs
+from samocta.core.errors import SamOctaError
 
 if TYPE_CHECKING:
     from samocta.config import TrainConfig
@@ -109,7 +109,7 @@ class Chapter:
                 and how to start afresh.
         """
         from samocta.config import TrainConfig, config_differences, open_data
-        from samocta.runs import read_history
+        from samocta.core.runs import read_history
 
         base = dict(data=str(self.data_root), fov=self.fov, fov_mm=self.fov_mm, channels=self.channels, model=self.model,
                     checkpoint=self.checkpoint, epochs=self.epochs, batch_size=self.batch_size, seed=self.seed,
@@ -240,8 +240,8 @@ def setup(mode: str, data: str, workdir: str, model: str, checkpoint: str, fov: 
         SetupError: an unknown mode or split, a fold out of range, a negative count, or full mode
             without data.
     """
-    from samocta.data.channels import parse_channels
-    from samocta.data.octa500 import check_fov_mm, octa500_fovs
+    from samocta.core.vocabulary import check_fov_mm, parse_channels
+    from samocta.data.octa500 import octa500_fovs
     from samocta.model.build import resolve_device
     from samocta.synth import ensure_synthetic
 

@@ -7,11 +7,12 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 from torch.utils.data import Dataset
 
+from samocta.core.errors import DatasetError
+from samocta.core.vocabulary import TASKS
 from samocta.data.augment import augment_sample, make_augmentation
 from samocta.data.ids import SampleId, id_seed
-from samocta.data.octa500 import TASKS, Sample
+from samocta.data.octa500 import Sample
 from samocta.data.source import Dataset as DataIndex  # torch's Dataset is the base class here
-from samocta.errors import DatasetError
 from samocta.prompts import collate_prompts, fixed_rng, label_tasks
 
 PromptFn = Callable[..., Any]

@@ -17,7 +17,7 @@ import types
 import typing
 from typing import Any, Literal, Union
 
-from samocta.errors import SamOctaError
+from samocta.core.errors import SamOctaError
 
 
 class ConfigError(SamOctaError, ValueError):

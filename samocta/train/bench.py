@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 import torch
 
-from samocta.errors import InputError
+from samocta.core.errors import InputError
 from samocta.model.build import resolve_device
 from samocta.model.speed import apply_speed_settings
 
@@ -75,7 +75,7 @@ def _median(fn, repeat: int, warmup: int, device: torch.device) -> float:
 
 def bench_variant(model_type: str, variant: str, device: torch.device, repeat: int, warmup: int, max_batch: int) -> dict[str, Any]:
     """Time one variant; returns a row of figures."""
-    from samocta.losses import dice_loss
+    from samocta.train.losses import dice_loss
 
     model, precision = _model(model_type, variant, device)
     size = model.img_size
