@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import machine, publish  # noqa: E402
+from common import fail, machine, publish, real_fold  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = Path(os.environ.get("SAMOCTA_REAL") or Path.home() / ".cache" / "samocta-real" / "octa500-3m-rv")
@@ -37,12 +37,18 @@ PLOT = HERE.parent / "book" / "figures" / "bland_altman_real_rv.png"  # shown on
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("paths", nargs="+", help="[DATA] RUN")
-    parser.add_argument("--no-append", action="store_true")
+    parser.add_argument("--no-append", action="store_true",
+                        help="print the table only: RESULTS.md and the book's plot stay as they are")
     args = parser.parse_args()
+    if len(args.paths) > 2:
+        parser.error("give at most two paths: [DATA] RUN")
     data, run = (Path(args.paths[0]), Path(args.paths[1])) if len(args.paths) > 1 else (DEFAULT_DATA, Path(args.paths[0]))
     if not (data / "dataset.json").is_file():
         print(f"bench_measure: no real OCTA copy at {data}; lay it out with shared/real/octa500-3m-rv.sh (skipped)")
         return
+    fold, config, split = real_fold("bench_measure", run, data)
+    if config.task != "RV":
+        fail("bench_measure", f"{run} segments {config.task}; the real copy's labels are large vessels (RV)")
 
     import matplotlib
 
@@ -50,19 +56,18 @@ def main() -> None:
     import matplotlib.pyplot as plt
     import pandas as pd
 
-    from samocta.core.runs import fold_dirs
-    from samocta.data import Split, open_dataset
+    from samocta.data import open_dataset
     from samocta.measure import measure
     from samocta.measure.agreement import agreement
     from samocta.measure.regional import regional_measures
     from samocta.predict import load_model, predict_scans
 
-    fold = fold_dirs(run)[0]
-    split = Split.from_json(fold / "split.json")
     model = load_model(fold)
     index = open_dataset(data, None, "ILM_OPL", None, label_task="RV")
-    out = Path(tempfile.mkdtemp(prefix="bench-measure-"))
-    predicted = predict_scans(model, data, out, ids=[str(i) for i in split.test], progress=False).set_index("id")
+    # the masks of real scans are written where predict writes them, and removed with the folder: nothing of the
+    # real data is left behind
+    with tempfile.TemporaryDirectory(prefix="bench-measure-") as out:
+        predicted = predict_scans(model, data, out, ids=[str(i) for i in split.test], progress=False).set_index("id")
     rows = []
     for sid in split.test:
         sample = index.load(sid)
@@ -93,8 +98,9 @@ def main() -> None:
     fig.suptitle(f"Bland-Altman: {len(predicted)} real OCTA-500 3M test subjects (ILM_OPL, large vessels)\n"
                  f"model: {setup}, no prompts; labels: the dataset's large-vessel masks", fontsize=9)
     fig.tight_layout()
-    PLOT.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(PLOT, dpi=110)
+    if not args.no_append:  # the book's figure changes only with the table it belongs to
+        PLOT.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(PLOT, dpi=110)
     text = "\n".join([
         "",
         f"### Measurements from the model's masks against the labels' ({datetime.date.today().isoformat()})",

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import commit, machine, publish  # noqa: E402
+from common import commit, fail, machine, publish, real_fold  # noqa: E402
 
 
 def scores(model, index, ids, task: str, threshold: float):
@@ -42,18 +42,23 @@ def scores(model, index, ids, task: str, threshold: float):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", help="a run folder trained on the real copy")
-    parser.add_argument("--choose", type=int, default=40, help="training subjects the signal is chosen on")
+    parser.add_argument("--choose", type=int, default=40, help="training subjects the signal is chosen on (3 or more)")
     parser.add_argument("--no-append", action="store_true")
     args = parser.parse_args()
 
-    from samocta.config import TrainConfig, open_data
+    from samocta.config import open_data
     from samocta.core import runs
-    from samocta.data import Split
+    from samocta.core.errors import SamOctaError
     from samocta.predict import QUALITY_SCORE, QUALITY_SIGNALS, calibrate, load_model
 
-    fold = Path(args.run).expanduser() / "standard"
-    config, index = open_data(TrainConfig.from_json(fold / runs.CONFIG))
-    split = Split.from_json(fold / runs.SPLIT)
+    fold, config, split = real_fold("bench_quality_real", args.run)
+    if not 3 <= args.choose <= len(split.train):  # a calibration ranks at least 3; a negative count is no count
+        fail("bench_quality_real", f"--choose is how many of the run's {len(split.train)} training subjects the signal is "
+                                   f"chosen on, 3 to {len(split.train)}; got {args.choose}")
+    try:
+        config, index = open_data(config)
+    except SamOctaError as exc:
+        fail("bench_quality_real", f"the run's data: {exc}")
     model = load_model(runs.adapter(fold, "best"), device="cpu")
     t0 = time.perf_counter()
     chosen_on = scores(model, index, split.train[: args.choose], config.task, config.threshold)
@@ -71,7 +76,7 @@ def main() -> None:
         "",
         f"- Data: the public OCTA-500 3M copy, large vessels; chosen on {len(chosen_on)} training subjects, scored once on "
         f"the {len(test)} test subjects",
-        f"- Model: {config.model} SAM, {fold.parent.name} run (`{' '.join(config.recipe()[1]) or 'its recipe'}`, "
+        f"- Model: {config.model} SAM, {Path(args.run).name} run (`{' '.join(config.recipe()[1]) or 'its recipe'}`, "
         f"{config.prompt_mode} prompts), adapter_best, prompt-free masks as `predict` makes them",
         f"- Machine: {machine()}; commit {commit()}; {seconds:.1f} s per scan (the mask, its mirrored and auto variations)",
         f"- True Dice: training subjects {chosen_on['dice'].mean():.3f} (range {chosen_on['dice'].min():.3f}-"

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import commit, machine, publish  # noqa: E402
+from common import commit, fail, machine, publish  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 DEFAULT_DATA = Path(os.environ.get("SAMOCTA_REAL") or Path.home() / ".cache" / "samocta-real" / "octa500-3m-rv")
@@ -37,10 +37,13 @@ MODES = ("none", "global", "auto")
 
 
 def timed(command: list[str]) -> tuple[float, float]:
-    """Run a command (its output passes through); its wall minutes and its peak resident memory in GiB."""
+    """Run a command (its output passes through); its wall minutes and its peak resident memory in GiB. A command
+    that fails ends the benchmark with one line (its own error line is above it)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     t0 = time.perf_counter()
-    subprocess.run(command, check=True)
+    done = subprocess.run(command)
+    if done.returncode:
+        fail("bench_real", f"'{' '.join(command[2:4])}' ended with exit status {done.returncode} (its message is above)")
     minutes = (time.perf_counter() - t0) / 60
     peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # KiB; the largest child so far
     return minutes, max(peak, before) / 2**20
@@ -63,6 +66,8 @@ def main() -> None:
     parser.add_argument("--max-clicks", type=int, default=10)
     parser.add_argument("--no-append", action="store_true", help="print the table only")
     args = parser.parse_args(argv)
+    if not 1 <= args.max_clicks <= 100:
+        parser.error(f"--max-clicks is 1 to 100; got {args.max_clicks}")
     data = Path(args.data).expanduser()
     if not (data / "dataset.json").is_file():
         print(f"bench_real: no real OCTA copy at {data}; lay it out with shared/real/octa500-3m-rv.sh (skipped)")

@@ -22,6 +22,14 @@ def _check_data(args: argparse.Namespace) -> int:
     from samocta.data import open_dataset
     from samocta.data.folder import LayoutError
 
+    model = None
+    if args.adapter is not None:  # the adapter's channels, and its training labels to hold each scan against
+        from samocta.predict.scans import adapter_channels, load_model
+
+        model = load_model(args.adapter, args.checkpoint, args.device)
+        if args.channels != "auto":
+            raise SamOctaError("--channels and --adapter: the adapter says which channels it reads; give one of them")
+        args.channels = adapter_channels(model)
     try:
         index = open_dataset(args.root, args.fov, args.channels, args.fov_mm, label_task=args.task)
     except LayoutError as exc:
@@ -31,6 +39,10 @@ def _check_data(args: argparse.Namespace) -> int:
         return 1
     print(index.summary())
     problems = index.validate(check_orientation=not args.no_orientation, progress=sys.stderr.isatty())
+    if model is not None and not problems:
+        from samocta.predict.scans import check_scans
+
+        problems += check_scans(model, index, progress=sys.stderr.isatty())
     if problems:
         print(f"\n{len(problems)} problem(s):")
         for p in problems:
@@ -160,10 +172,24 @@ def _predict(args: argparse.Namespace) -> int:
     task = model.task
     print(f"wrote {len(table)} {task} mask(s) and overlays to {args.out}, measurements to {args.out}/measurements.csv"
           + (f", the report to {args.out}/report.html" if args.report else ""))
+    from samocta.predict.review import reason_rank
+
     flagged = table[table["review"]]
-    if len(flagged):
-        print(f"to review (the {len(flagged)} of lowest quality, --review-rate {args.review_rate}): "
-              + ", ".join(f"{sid} ({q:.2f})" for sid, q in zip(flagged["id"], flagged["quality"])))
+    reasoned = flagged[flagged["review_reason"] != ""]
+    for sid, reason in sorted(zip(reasoned["id"], reasoned["review_reason"]), key=lambda r: reason_rank(r[1])):
+        print(f"to review: {sid}: {reason}")
+    rest = flagged[flagged["review_reason"] == ""]
+    if len(rest):
+        print(f"to review (the {len(rest)} of lowest quality, --review-rate {args.review_rate}): "
+              + ", ".join(f"{sid} ({q:.2f})" for sid, q in zip(rest["id"], rest["quality"])))
+    return 0
+
+
+def _resave_adapter(args: argparse.Namespace) -> int:
+    from samocta.train.resave import resave_adapters
+
+    for path in resave_adapters(args.run):
+        print(f"wrote {path} again, with its digest")
     return 0
 
 
@@ -267,6 +293,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                                "dataset.json does not name it")
     p.add_argument("--channels", default="auto", help="what fills SAM's three channels (see train --help); default: auto")
     p.add_argument("--no-orientation", action="store_true", help="skip the label orientation check")
+    p.add_argument("--adapter", default=None,
+                   help="also segment every scan with this adapter (file or run folder) and hold it against the adapter's "
+                        "training labels: a mean vessel width (FAZ area) that contradicts the scans' declared width in mm, "
+                        "no signal, no structure found, or a mask unlike the training labels is a problem")
+    p.add_argument("--checkpoint", default=None, help="with --adapter: the base checkpoint of an official model")
+    p.add_argument("--device", default="auto", help="with --adapter: auto, cpu, cuda or cuda:N; default: auto")
     p.set_defaults(func=_check_data)
 
     p = sub.add_parser("synth", help="write synthetic OCTA as an OCTA-500 tree or a folder dataset")
@@ -360,6 +392,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace existing outputs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_predict)
+
+    p = sub.add_parser("resave-adapter", help="write a run's adapters again from the run itself, with the digest every "
+                                              "adapter must carry (for adapters written without one)")
+    p.add_argument("run", help="the run folder (all its folds) or one fold folder; its config.json and data are read")
+    p.set_defaults(func=_resave_adapter)
 
     g = sub.add_parser("grid", help="the paper's whole protocol as independent jobs: plan, run here, or on SLURM")
     gsub = g.add_subparsers(dest="grid_command", required=True, metavar="STEP")

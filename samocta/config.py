@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import typing
 import warnings
 from dataclasses import asdict, dataclass, fields, replace
@@ -57,6 +58,9 @@ RECIPE_WHY = {
 def default_recipe(model: str) -> str:
     """The recipe ``train`` uses when none is named: "cpu" for the tiny SAM, the paper's for the official types."""
     return "cpu" if model == "tiny" else "paper"
+
+
+RESTORE = "restore the file as its training wrote it, or train the run again"
 
 
 class TrainingError(SamOctaError, RuntimeError):
@@ -163,10 +167,9 @@ class TrainConfig:
         """Read a config written by ``to_json``, by this version or an earlier one."""
         from samocta.core.files import read_json
 
-        raw = read_json(path, "run config", "restore it, or start afresh in another --out", max_bytes=1 << 20)
+        raw = read_json(path, "run config", RESTORE, max_bytes=1 << 20)
         if not isinstance(raw, dict):
-            raise TrainingError(f"{path}: not a run config (expected an object of options); restore it, or start afresh in "
-                                "another --out")
+            raise TrainingError(f"{path}: not a run config (expected an object of options); {RESTORE}")
         if "mask_rule" not in raw and "multimask" in raw:
             # configs written before the mask rule had a name: multimask=True was the paper's rule
             raw["mask_rule"] = "most_confident" if raw["multimask"] else "single"
@@ -174,7 +177,12 @@ class TrainConfig:
             raw["checkpoint"] = "random"  # what no checkpoint meant for the official types before it had to be said
         raw.setdefault("channels", ",".join(PAPER))  # runs made before the option filled them as the paper
         known = {f.name for f in fields(cls)}  # "prompts" is derived, not read back
-        return cls(**{k: v for k, v in raw.items() if k in known})
+        try:
+            return cls(**{k: v for k, v in raw.items() if k in known})
+        except (SamOctaError, TypeError) as exc:
+            # a value no training writes, told as the file's (the command reading it may have no such option)
+            said = re.sub(r" \(--[a-z0-9-]+\)", "", str(exc))
+            raise TrainingError(f"{path}: {said}; a training writes no such value: {RESTORE}") from None
 
     @classmethod
     def preset(cls, name: str, **overrides) -> "TrainConfig":
@@ -256,7 +264,9 @@ def saved_config(run_dir: str | os.PathLike) -> TrainConfig:
     try:
         return TrainConfig.from_json(path)
     except (ValueError, TypeError, SamOctaError) as exc:  # JSON errors are ValueErrors
-        raise TrainingError(f"{path}: unreadable run config ({exc}); restore it, or start afresh in another --out") from None
+        # the file's own message, without its path and advice again: one path, the advice of a training
+        said = str(exc).removeprefix(f"{path}: ").split(f"; {RESTORE}")[0]
+        raise TrainingError(f"{path}: unreadable run config ({said}); restore it, or start afresh in another --out") from None
 
 
 def config_differences(saved: TrainConfig, config: TrainConfig, done: int) -> list[str]:

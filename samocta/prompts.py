@@ -88,18 +88,38 @@ class Prompt:
         return int((self.labels == 0).sum())
 
 
-def _check(mask: np.ndarray, counts: dict[str, int | None], band: tuple[float, float]) -> np.ndarray:
+def _binary(mask: np.ndarray, name: str) -> np.ndarray:
+    """A label as bool ``(H, W)``: bool, or numbers that are all 0 or 1; anything else is refused, not guessed."""
     mask = np.asarray(mask)
     if mask.ndim != 2:
-        raise PromptError(f"mask must be 2-D (H, W), got shape {mask.shape}")
-    if mask.dtype.kind == "f" and not np.isfinite(mask).all():
-        raise PromptError("mask has NaN or infinite values; pass a bool mask (e.g. probabilities > 0.5)")
-    for name, value in counts.items():
-        if value is not None and (int(value) != value or value < 0):
-            raise PromptError(f"{name} must be a non-negative integer, got {value!r}")
-    if not 0 <= band[0] <= band[1]:
-        raise PromptError(f"band must be (d_in, d_out) with 0 <= d_in <= d_out, got {band}")
+        raise PromptError(f"{name} must be 2-D (H, W), got shape {mask.shape}")
+    if mask.dtype != bool:
+        if mask.dtype.kind not in "iuf":
+            raise PromptError(f"{name} must be a bool (H, W) mask, got {mask.dtype} values")
+        if mask.dtype.kind == "f" and not np.isfinite(mask).all():
+            raise PromptError(f"{name} has NaN or infinite values; pass a bool mask (e.g. probabilities > 0.5)")
+        odd = np.setdiff1d(np.unique(mask), [0, 1])
+        if odd.size:
+            raise PromptError(f"{name} must be a bool mask (or 0 and 1), got values such as {odd[0]:g}; threshold it first "
+                              "(e.g. probabilities > 0.5)")
     return mask.astype(bool, copy=False)
+
+
+def _check(mask: np.ndarray, counts: dict[str, int | None], band: tuple[float, float],
+           optional: tuple[str, ...] = ("total", "max_points")) -> np.ndarray:
+    mask = _binary(mask, "mask")
+    for name, value in counts.items():
+        if value is None and name in optional:
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+            raise PromptError(f"{name} must be a non-negative integer, got {value!r}")
+    try:
+        d_in, d_out = (float(b) for b in band)
+    except (TypeError, ValueError):
+        raise PromptError(f"band must be two distances (d_in, d_out) in px, got {band!r}") from None
+    if not (np.isfinite(d_in) and np.isfinite(d_out) and 0 <= d_in <= d_out):
+        raise PromptError(f"band must be (d_in, d_out) with 0 <= d_in <= d_out, both finite px, got {band}")
+    return mask
 
 
 def _xy(flat: np.ndarray, width: int) -> np.ndarray:
@@ -282,8 +302,10 @@ def local_points(
     mask = _check(mask, {"n_pos": n_pos, "n_neg": n_neg, "n_cross": n_cross, "min_area": min_area}, band)
     if choose not in ("area", "uniform"):
         raise PromptError(f"choose must be 'area' or 'uniform', got {choose!r}")
-    if other is not None and np.shape(other) != mask.shape:
-        raise PromptError(f"other must have the mask's shape {mask.shape}, got {np.shape(other)}")
+    if other is not None:
+        other = _binary(other, "other")
+        if other.shape != mask.shape:
+            raise PromptError(f"other must have the mask's shape {mask.shape}, got {other.shape}")
     rng = rng if rng is not None else np.random.default_rng()
     h, width = mask.shape
     labels, k = ndimage.label(mask, structure=EIGHT, output=np.int32)

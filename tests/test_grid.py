@@ -83,6 +83,14 @@ def test_slurm_array_runs_one_job_and_a_report_leaves_the_missing_empty(data, tm
     assert rows.loc[rows["job"] == "FAZ-3M-global-fold1", "dice"].notna().all()
     report = (tmp_path / "g" / "report.md").read_text()
     assert "- FAZ-3M-global-fold0: pending" in report and "1 of 3 jobs finished" in report
+    # its results file torn mid-row or cut at a row boundary: scored again, the same report, no "mixed channels"
+    results = Path(jobs[1].fold_dir) / "results-val.csv"
+    whole = results.read_text()
+    for torn in (whole[: len(whole) * 2 // 3], "".join(whole.splitlines(keepends=True)[:3])):
+        results.write_text(torn)
+        assert main(["report", str(tmp_path / "g"), "--bootstrap", "200", "--quiet"]) == 0, capsys.readouterr().err
+        assert (tmp_path / "g" / "report-per-fold.csv").read_text() == per_fold
+        assert results.read_text() == whole
 
 
 def test_a_slurm_script_runs_no_shell_code_from_names_or_options(data, tmp_path, capsys):

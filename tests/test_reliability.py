@@ -417,18 +417,20 @@ def test_11_the_api_refuses_what_cannot_be_right(base, tmp_path):
     path = tmp_path / "a.safetensors"
     lora.save_adapter(path)
     tensors, meta = LoRASam.read_adapter(path)
-    meta.pop("digest")  # tensors written by another tool: no digest of their own
+    meta.pop("digest")  # each poisoned file gets a digest of its own: its tensors are what is refused
     from samocta.core.files import save_safetensors
+    from samocta.model.lora import adapter_digest
 
     before = {k: v.clone() for k, v in lora.adapter_state_dict().items()}
     # one finite tensor first: a loader that copied as it checked would change the model before refusing
     poisoned = {k: torch.full_like(v, float("nan")) for k, v in tensors.items()}
     first = sorted(poisoned)[0]
     poisoned[first] = tensors[first] + 1.0
-    save_safetensors(poisoned, tmp_path / "nan.safetensors", meta)
+    save_safetensors(poisoned, tmp_path / "nan.safetensors", {**meta, "digest": adapter_digest(poisoned, meta)})
     with pytest.raises(AdapterError, match="NaN"):
         lora.load_adapter(tmp_path / "nan.safetensors")
-    save_safetensors({k: v.to(torch.int32) for k, v in tensors.items()}, tmp_path / "int.safetensors", meta)
+    ints = {k: v.to(torch.int32) for k, v in tensors.items()}
+    save_safetensors(ints, tmp_path / "int.safetensors", {**meta, "digest": adapter_digest(ints, meta)})
     with pytest.raises(AdapterError, match="int32"):
         lora.load_adapter(tmp_path / "int.safetensors")
     assert all(torch.equal(before[k], v) for k, v in lora.adapter_state_dict().items())  # nothing half-loaded
@@ -464,8 +466,9 @@ def test_13_messages_say_only_what_is_true(base, data, tmp_path, monkeypatch):
         train_fold(_config(base, data, tmp_path / "nan"), progress=False)
     assert "none was written yet" in str(err.value) and "checkpoint no checkpoint" not in str(err.value)
     from samocta.core.files import save_safetensors
+    from samocta.model.lora import adapter_digest
 
-    save_safetensors({"x": torch.zeros(2)}, tmp_path / "bare.safetensors", {})
+    save_safetensors({"x": torch.zeros(2)}, tmp_path / "bare.safetensors", {"digest": adapter_digest({"x": torch.zeros(2)}, {})})
     with pytest.raises(AdapterError) as err:
         LoRASam(build_sam("tiny", base / "tiny.pth")).load_adapter(tmp_path / "bare.safetensors")
     assert "lacks" in str(err.value) and "made for ?" not in str(err.value)

@@ -19,6 +19,7 @@ from samocta.core.options import ConfigError
 from samocta.data import OCTA500, read_grey
 from samocta.evaluate import evaluate, evaluate_run, paper_tables, predict_modes
 from samocta.model import AdapterError, CheckpointError, LoRASam, MaskOutput, build_model, build_sam
+from samocta.model.lora import adapter_digest
 from samocta.train import TrainConfig, read_history, train_fold
 
 
@@ -228,7 +229,8 @@ def test_an_adapter_loads_only_into_the_model_it_was_trained_with(setup, tmp_pat
     # an adapter from before the rule and task were recorded: refused unless the run's config says them
     tensors, meta = LoRASam.read_adapter(path)
     old = tmp_path / "old.safetensors"
-    save_safetensors(tensors, old, {k: v for k, v in meta.items() if k not in ("mask_rule", "task", "digest")})
+    legacy = {k: v for k, v in meta.items() if k not in ("mask_rule", "task", "digest")}
+    save_safetensors(tensors, old, {**legacy, "digest": adapter_digest(tensors, legacy)})
     fresh = LoRASam(build_sam("tiny", ckpt), rank=4, alpha=8, task="FAZ")
     with pytest.raises(AdapterError, match=r"lacks \['mask_rule', 'task'\]"):
         fresh.load_adapter(old)
@@ -249,14 +251,52 @@ def test_an_adapter_is_untrusted_input_checked_before_a_model_is_built(setup, tm
         save_safetensors(tensors, tmp_path / "edited.safetensors", {**meta, key: value})
         with pytest.raises(AdapterError, match="changed after training"):
             LoRASam.from_adapter(tmp_path / "edited.safetensors", ckpt)
-    # written without a digest (by hand or by another tool): each field checked by training's own rules
+    # written without a digest (by hand or by another tool): refused, whatever it says, with the way to re-save it
     bare = {k: v for k, v in meta.items() if k != "digest"}
+    save_safetensors(tensors, tmp_path / "bare.safetensors", bare)
+    with pytest.raises(AdapterError, match="carries no digest.*python -m samocta resave-adapter RUN"):
+        LoRASam.from_adapter(tmp_path / "bare.safetensors", ckpt)
+    with pytest.raises(AdapterError, match="carries no digest"):
+        LoRASam(build_sam("tiny", ckpt), rank=4, task="RV").load_adapter(tmp_path / "bare.safetensors")
+    # a digest is an unkeyed SHA-256 anyone can compute: with one recomputed, each field is still checked by the
+    # rules a training writes it with
     for key, value, said in (("rank", "0", "rank"), ("rank", "100000", "rank"), ("dropout", "2", "dropout"),
                              ("task", "Retina", "task"), ("mask_rule", "bogus", "mask_rule"), ("image_size", "0x0", "image_size"),
-                             ("img_size", "100", "input_size"), ("fov_mm", "nan", "fov_mm"), ("alpha", "-1", "alpha")):
-        save_safetensors(tensors, tmp_path / "bad.safetensors", {**bare, key: value})
+                             ("img_size", "100", "input_size"), ("fov_mm", "nan", "fov_mm"), ("alpha", "-1", "alpha"),
+                             ("label_stats", '{"area_pct":[3,2,1]}', "label_stats")):
+        edited = {**bare, key: value}
+        save_safetensors(tensors, tmp_path / "bad.safetensors", {**edited, "digest": adapter_digest(tensors, edited)})
         with pytest.raises(AdapterError, match=said):
             LoRASam.from_adapter(tmp_path / "bad.safetensors", ckpt)
+
+
+def test_an_adapter_without_a_digest_is_written_again_from_its_run(setup, tmp_path):
+    from samocta.core.files import save_safetensors
+
+    result = train_fold(_config(setup, tmp_path / "run", epochs=1), progress=False)
+    best, last = (result.run_dir / f"adapter_{w}.safetensors" for w in ("best", "last"))
+    original = best.read_bytes()
+    tensors, meta = LoRASam.read_adapter(best)
+    assert {"image_size", "label_stats", "fov"} <= set(meta)  # what prediction brings scans to and holds masks against
+    # stripped of its digest and edited: the run, not the file, says what it is
+    stripped = {k: v for k, v in meta.items() if k != "digest"}
+    save_safetensors(tensors, best, {**stripped, "alpha": "64.0", "fov_mm": "6.0"})
+    with pytest.raises(AdapterError, match="carries no digest"):
+        LoRASam.from_adapter(best, setup / "tiny.pth")
+    done = subprocess.run([sys.executable, "-m", "samocta", "resave-adapter", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert f"wrote {best} again" in done.stdout and f"wrote {last} again" in done.stdout
+    assert best.read_bytes() == original  # the same bytes training wrote: the edits are gone
+    model = LoRASam.from_adapter(best, setup / "tiny.pth")
+    assert model.alpha == 4.0 and model.trained_with["fov_mm"] == "3.0"
+    # weights that do not fit the model the run describes are refused, the file left as it was
+    save_safetensors({k: v[..., :1].contiguous() for k, v in tensors.items()}, best, stripped)
+    kept = best.read_bytes()
+    done = subprocess.run([sys.executable, "-m", "samocta", "resave-adapter", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 1 and done.stderr.startswith("error: ") and "shape" in done.stderr
+    assert "Traceback" not in done.stderr and best.read_bytes() == kept
 
 
 def test_official_types_need_a_checkpoint_said_out_loud(setup, tmp_path, monkeypatch):

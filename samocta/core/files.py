@@ -63,8 +63,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write_bytes(path, text.encode())
 
 
+# What a spreadsheet takes for the start of a formula in a text cell (OWASP's list for CSV injection).
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value: Any) -> Any:
+    """A text cell as a spreadsheet shows it without running it: one that starts like a formula (a scan
+    named ``=1+2.png``) gets a leading apostrophe, as spreadsheet programs themselves mark text; numbers
+    and other text are left as they are."""
+    return "'" + value if isinstance(value, str) and value.startswith(FORMULA_START) else value
+
+
+def plain_text(cell: str) -> str:
+    """A text cell read back from a CSV this package wrote: ``spreadsheet_text`` undone."""
+    return cell[1:] if cell.startswith("'") and cell[1:].startswith(FORMULA_START) else cell
+
+
 def atomic_write_csv(frame: "pd.DataFrame", path: str | os.PathLike, **to_csv: Any) -> None:
-    """A pandas DataFrame as CSV, atomically (``to_csv`` options pass through)."""
+    """A pandas DataFrame as CSV, atomically (``to_csv`` options pass through); text cells that a
+    spreadsheet would run as a formula are written as text (``spreadsheet_text``)."""
+    text = frame.select_dtypes(include=["object", "string"]).columns
+    risky = [c for c in text if frame[c].map(lambda v: spreadsheet_text(v) is not v).any()]
+    if risky:
+        frame = frame.copy()
+        for column in risky:
+            frame[column] = frame[column].map(spreadsheet_text)
     atomic_write_text(path, frame.to_csv(**to_csv))
 
 
@@ -164,10 +187,26 @@ def read_json(path: str | os.PathLike, what: str, fix: str, max_bytes: int = 64 
     """
     data = read_bytes(path, what, fix, max_bytes)
     try:
-        return json.loads(data.decode("utf-8"))
+        return json.loads(data.decode("utf-8"), object_pairs_hook=_unique_keys)
+    except _DuplicateKey as exc:  # JSON takes the last of two equal keys: which one the writer meant is unknown
+        raise UnreadableFileError(f"{path}: the key {exc.args[0]!r} appears twice in one object of this {what}; keep one; "
+                                  f"{fix}") from None
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         reason = "nested too deep" if isinstance(exc, RecursionError) else str(exc)[:120]
         raise UnreadableFileError(f"{path}: not a readable {what} ({reason}); {fix}") from None
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
 
 
 def sha256_file(path: str | os.PathLike, chunk: int = 1 << 20) -> str:

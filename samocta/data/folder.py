@@ -226,7 +226,7 @@ class FolderDataset:
     # ----------------------------------------------------------------- opening
     def _read_meta(self, problems: list[str]) -> dict:
         path = self.root / DATASET_JSON
-        if not path.is_file():
+        if not path.exists() and not path.is_symlink():  # absent; a FIFO, a folder or a dangling link is refused below
             return {}
         try:
             meta = read_json(path, "dataset.json", "write it as JSON (see 'Using your own data'), or remove it",

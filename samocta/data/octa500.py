@@ -237,8 +237,8 @@ class OCTA500:
             return files
         # .bmp wins over .png for the same id: it is the release's own format.
         for path in sorted(folder.iterdir(), key=lambda p: IMAGE_SUFFIXES.index(p.suffix.lower()) if p.suffix.lower() in IMAGE_SUFFIXES else 9, reverse=True):
-            if path.suffix.lower() not in IMAGE_SUFFIXES:
-                continue
+            if path.suffix.lower() not in IMAGE_SUFFIXES or path.name.startswith("."):
+                continue  # hidden files (macOS's ._ copies among them) are no scans, here as in a folder dataset
             if not (path.stem.isascii() and path.stem.isdigit()):  # "10301²" is digits to str.isdigit
                 if projection:
                     self.stray.append(f"{path}: not named <id>{path.suffix} with an id of ASCII digits; ignored")
@@ -339,9 +339,18 @@ class OCTA500:
         from tqdm.auto import tqdm
 
         problems = list(self.stray)
+        sizes: dict[tuple[int, int], list[int]] = {}
         for sid in tqdm(self.ids, desc=f"checking {self.fov}", disable=not progress, leave=False):
-            _, found = self.read(sid, self.tasks, check_orientation)
+            sample, found = self.read(sid, self.tasks, check_orientation)
             problems.extend(found)
+            if sample is not None:
+                sizes.setdefault(sample.image.shape[:2], []).append(sid)
+        if len(sizes) > 1:  # one FoV of OCTA-500 is one size: another is a subject from elsewhere, or resized
+            common = max(sizes, key=lambda k: len(sizes[k]))
+            for size, ids in sizes.items():
+                if size != common:
+                    problems += [f"{self.path(sid, self.used[0])}: {size[1]} x {size[0]} px, where the tree's other subjects "
+                                 f"are {common[1]} x {common[0]}; one FoV of OCTA-500 is one size: replace it" for sid in ids]
         return problems
 
     def summary(self) -> str:

@@ -208,10 +208,13 @@ def plan_resampling(
 
     Raises:
         InputError: the scan's size differs from the training images' and a pixel size is unknown,
-            so that it cannot be brought to the model's scale; or, at that scale, it is smaller than
-            ``MIN_SIDE`` or needs more than ``MAX_VIEWS`` views.
+            so that it cannot be brought to the model's scale; it is smaller than ``MIN_SIDE`` a side, in
+            its own pixels or at that scale; or it needs more than ``MAX_VIEWS`` views.
     """
     scan_shape = (int(scan_shape[0]), int(scan_shape[1]))
+    if min(scan_shape) < MIN_SIDE:  # nothing to see, whatever its width in mm says (a resampled pixel is no detail)
+        raise InputError(f"{where} is {scan_shape[1]} x {scan_shape[0]} px: too small to segment (a scan is at least "
+                         f"{MIN_SIDE} px a side)")
     identity = Resampling(scan_shape, scan_shape, scan_shape, ((0, 0),), True)
     if frame is None:
         return identity

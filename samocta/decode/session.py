@@ -28,6 +28,7 @@ from scipy import ndimage
 
 from samocta.core.connectivity import EIGHT
 from samocta.core.errors import InputError
+from samocta.data.imageio import MAX_IMAGE_SIDE
 
 if TYPE_CHECKING:
     from samocta.decode.resample import Resampling
@@ -239,6 +240,9 @@ class PromptState:
             raise ValueError(f"a point needs finite coordinates, got ({x}, {y})")
         if self.size is not None and not (0 <= x <= self.size[1] and 0 <= y <= self.size[0]):
             raise ValueError(f"point ({x}, {y}) lies outside the {self.size[1]} x {self.size[0]} image")
+        if self.size is None and not (0 <= x <= MAX_IMAGE_SIDE and 0 <= y <= MAX_IMAGE_SIDE):
+            raise ValueError(f"point ({x}, {y}) lies on no image: without the image's size, a point lies 0 to "
+                             f"{MAX_IMAGE_SIDE} px from its top left corner (the largest image the package reads)")
 
     def on_change(self, callback: Callable[["PromptState"], None]) -> None:
         """Call ``callback(state)`` after every change."""

@@ -78,6 +78,7 @@ def evaluate(
     save_dir: str | os.PathLike | None = None,
     progress: bool = True,
     samples: Mapping[int, "Sample"] | None = None,
+    keep: "dict | None" = None,
 ) -> "pd.DataFrame":
     """Predictions and per-sample metrics for each prompt mode.
 
@@ -94,6 +95,8 @@ def evaluate(
         fold: recorded in every row.
         save_dir: if given, predicted masks go there as ``<mode>/<id>.png`` ({0, 255}).
         samples: subjects already read (training's validation reads them once per run), by id.
+        keep: if given, the predicted masks are kept in it, ``keep[(id, mode)]`` (training measures what its
+            adapter draws on its validation subjects, ``samocta.train.record``).
 
     Returns:
         a pandas DataFrame, one row per (subject, mode): id, fold, task, fov, mode, n_points,
@@ -119,6 +122,8 @@ def evaluate(
                          **scores, "hd95_um": scores["hd95"] * pixel_um})
             if save_dir is not None:
                 write_grey(Path(save_dir) / mode / f"{sid}.png", pred)
+            if keep is not None:
+                keep[(sid, mode)] = pred
     return pd.DataFrame(rows)
 
 

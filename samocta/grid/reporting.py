@@ -28,13 +28,16 @@ import numpy as np
 
 from samocta.core import runs
 from samocta.core.errors import SamOctaError
-from samocta.core.files import atomic_write_csv, atomic_write_text, read_bytes
+from samocta.core.files import atomic_write_csv, atomic_write_text, read_bytes, spreadsheet_text
 from samocta.grid import jobs as grid
 
 if TYPE_CHECKING:
     import pandas as pd
 
 METRICS = ("dice", "jaccard")
+# the columns of evaluate_run's rows that say what was scored, by which model, on which data
+DESCRIBED = ("data_source", "model_type", "channels", "trained_mode", "trained_on", "scored_on", "setup", "split", "part",
+             "selection")
 KEYS = ["task", "fov", "trained_mode", "mode"]
 
 
@@ -63,12 +66,18 @@ def bootstrap_ci(values: np.ndarray, n: int = 10_000, seed: int = 0, level: floa
 def _scored(job: grid.Job) -> "pd.DataFrame":
     """A finished job's per-subject results, evaluating it first if it has not been."""
     from samocta.config import TrainConfig
+    from samocta.data import Split
     from samocta.evaluate.score import evaluate_run
 
     fold = Path(job.fold_dir)
     part = "val" if TrainConfig.from_json(fold / runs.CONFIG).split == "kfold" else "test"
     path = runs.results(fold, part)
     results = _read_results(path)
+    if results is not None:  # a table cut at a row boundary reads as one: every subject in every mode, or scored again
+        ids = {str(spreadsheet_text(str(i))) for i in getattr(Split.from_json(fold / runs.SPLIT), part)}
+        modes = {"none", job.mode}
+        have = set(zip(results["id"].astype(str), results["mode"].astype(str)))
+        results = results if have >= {(i, m) for i in ids for m in modes} else None
     if results is None:  # not scored yet, or its file torn or edited: scored (again), the file rewritten
         results = evaluate_run(fold, ["none", job.mode], part=part, progress=False)
     return results.assign(job=job.id, job_fold=job.fold)
@@ -84,7 +93,11 @@ def _read_results(path: Path) -> "pd.DataFrame | None":
         frame = pd.read_csv(io.BytesIO(read_bytes(path, "results table", "", 256 << 20)))
     except (SamOctaError, ValueError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError):
         return None
-    return frame if {"id", "mode", "dice", *METRICS} <= set(frame.columns) else None
+    # a row torn mid-line reads with its last columns empty: what says where a score came from must be whole
+    described = ["id", "mode", "dice", *METRICS, *(c for c in DESCRIBED if c in frame.columns)]
+    if not {"id", "mode", "dice", *METRICS} <= set(frame.columns) or frame[described].isna().any().any():
+        return None
+    return frame
 
 
 def _across(job: grid.Job) -> list["pd.DataFrame"]:

@@ -79,7 +79,11 @@ COLUMNS = {
     "agreement": "mean Dice of the mask with its mirrored and other-prompt variations",
     "confidence": "soft Dice of the mask's probabilities with the mask itself (1: every pixel certain)",
     "quality": "the review signal (the agreement)",
-    "review": "True for the lowest-quality share of the scans (--review-rate)",
+    "review_reason": "why the scan needs a look whatever its quality: no signal in the scan, no structure found, a "
+                     "mask covering a share of the scan unlike the adapter's training labels, or a vessel width (FAZ "
+                     "area) at the declared width in mm that contradicts them (empty: none)",
+    "review": "True for every scan with a review_reason, and the lowest quality of the rest up to the share "
+              "--review-rate",
 }
 
 

@@ -79,5 +79,8 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         state = state["model"]
     if not isinstance(state, dict):
         raise CheckpointError(f"{path}: not a state dict (got {type(state).__name__})")
+    odd = [str(k) for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if odd:  # a weight that is no tensor (a number, a list, a string): no SAM checkpoint as released
+        raise CheckpointError(f"{path}: not a state dict of tensors (entries that are no tensors: {odd[:3]})")
     # checkpoints saved from DataParallel carry a "module." prefix
     return {k.removeprefix("module."): v for k, v in state.items()}

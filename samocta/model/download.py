@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import urllib.error
 import urllib.request
 from pathlib import Path
 
+from samocta.core.errors import SamOctaError
 from samocta.core.files import atomic_write_text, open_in_place, sha256_file
 from samocta.model.checkpoints import BASE_URL, OFFICIAL, CheckpointError
 
@@ -26,9 +28,16 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
     from tqdm.auto import tqdm
 
     dest = Path(dest)
-    dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
+    if part.is_symlink() or (part.exists() and not part.is_file()):  # refused before anything is asked of the server
+        raise CheckpointError(f"{part} is a link or not a regular file, so not a download of this package's to resume; "
+                              "remove it and download again")
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        have = part.stat().st_size if part.exists() else 0
+    except OSError as exc:
+        raise CheckpointError(f"cannot keep a checkpoint in {dest.parent} ({exc.strerror or exc}); set SAMOCTA_CACHE to "
+                              "a folder you may write to") from None
     request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
@@ -55,10 +64,16 @@ def download(url: str, dest: str | os.PathLike, sha256: str, progress: bool = Tr
         else:
             kept = f"; {part} keeps what arrived and the next call resumes it" if part.exists() and part.stat().st_size else ""
             raise CheckpointError(f"download of {url} failed: HTTP {exc.code}{kept}") from exc
-    except (urllib.error.URLError, OSError) as exc:
-        raise CheckpointError(
-            f"download of {url} failed ({exc}); {part} keeps what arrived and the next call resumes it"
-        ) from exc
+    except SamOctaError:  # the .part file refused (a link, a FIFO): nothing was written, nothing resumes
+        raise
+    except (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+        # the network: what arrived is kept and resumed
+        kept = f"; {part} keeps what arrived and the next call resumes it" if part.exists() and part.stat().st_size else ""
+        raise CheckpointError(f"download of {url} failed ({getattr(exc, 'reason', exc)}){kept}") from exc
+    except OSError as exc:  # this machine: the folder or the disk
+        where = exc.filename or part
+        raise CheckpointError(f"download of {url} failed writing {where} ({exc.strerror or exc}); free disk space or set "
+                              "SAMOCTA_CACHE to a folder you may write to") from exc
     actual = sha256_file(part)
     if actual != sha256:
         part.unlink()

@@ -33,7 +33,7 @@ class AdapterError(SamOctaError, ValueError):
 ADAPTER_KEYS = ("model_type", "rank", "alpha", "dropout", "train_decoder", "mask_rule", "task")
 # and what it records of how it was trained (not needed to load it)
 TRAINED_WITH = ("fov", "prompt_mode", "no_prompt_fraction", "image_size", "fov_mm", "channels", "dataset", "click_feedback",
-                "session_clicks")
+                "session_clicks", "label_stats", "mask_stats")
 # The rules of those fields: what a training may write, checked whenever an adapter is read. The run
 # configuration (``samocta.config.TrainConfig``) declares its options with these same bounds.
 RANK_RANGE = (1, 256)
@@ -42,6 +42,35 @@ DROPOUT_RANGE = (0.0, 0.9)
 TrainMode = Literal["none", "global", "local", "clicks"]
 TRAIN_MODES: tuple[str, ...] = typing.get_args(TrainMode)
 MAX_SESSION_CLICKS = 20  # a session decodes once per click: the cost of a training sample grows with it
+# what the training labels (label_stats), and the adapter's own prompt-free masks of its validation subjects
+# (mask_stats), looked like, per subject (min, median, max): the share of the scan covered and, with the scans'
+# width in mm, the vessels' mean width or the FAZ's area; prediction compares each new mask with them
+# (``samocta.predict.review``)
+STATS = ("area_pct", "mean_width_um", "faz_area_mm2")
+
+
+def parse_stats(text: str | None, key: str = "label_stats") -> dict[str, tuple[float, float, float]]:
+    """An adapter's ``label_stats`` or ``mask_stats`` record: measurement -> (min, median, max) over subjects.
+
+    Raises:
+        ValueError: not a JSON object of known measurements, each three finite, non-negative, ascending numbers.
+    """
+    if not text:
+        return {}
+    try:
+        raw = json.loads(text)
+    except json.JSONDecodeError:
+        raise ValueError(f"{key} {text[:60]!r}: not JSON") from None
+    if not isinstance(raw, dict) or set(raw) - set(STATS):
+        raise ValueError(f"{key}: an object of some of {', '.join(STATS)}")
+    stats = {}
+    for name, value in raw.items():
+        if not (isinstance(value, list) and len(value) == 3 and all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                    and math.isfinite(v) and v >= 0 for v in value)
+                and value[0] <= value[1] <= value[2]):
+            raise ValueError(f"{key} {name}: three numbers min <= median <= max, 0 or more; got {value!r}")
+        stats[name] = (float(value[0]), float(value[1]), float(value[2]))
+    return stats
 
 
 def adapter_digest(tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> str:
@@ -108,6 +137,8 @@ def _metadata_problems(meta: dict[str, str]) -> str | None:
     if meta.get("session_clicks") is not None and not (meta["session_clicks"].isdigit()
                                                        and 1 <= int(meta["session_clicks"]) <= MAX_SESSION_CLICKS):
         return f"session_clicks {meta['session_clicks']!r}: 1 to {MAX_SESSION_CLICKS}"
+    parse_stats(meta.get("label_stats"), "label_stats")
+    parse_stats(meta.get("mask_stats"), "mask_stats")
     return None
 
 
@@ -285,8 +316,17 @@ class LoRASam(PromptableSam):
         save_safetensors(tensors, path, metadata={**meta, "digest": adapter_digest(tensors, meta)})
 
     @staticmethod
-    def read_adapter(path: str | os.PathLike) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-        """The tensors and metadata of an adapter file."""
+    def read_adapter(path: str | os.PathLike, require_digest: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+        """The tensors and metadata of an adapter file, its digest checked.
+
+        Args:
+            require_digest: refuse a file without a digest (every caller but the re-save from a run,
+                ``python -m samocta resave-adapter``, which takes the tensors alone and nothing of the metadata).
+
+        Raises:
+            AdapterError: a missing or unreadable file, no digest, or metadata or weights that no
+                longer match it.
+        """
         from safetensors import safe_open
 
         path = Path(path)
@@ -298,6 +338,11 @@ class LoRASam(PromptableSam):
                 tensors = {k: fh.get_tensor(k) for k in fh.keys()}
         except Exception as exc:
             raise AdapterError(f"{path}: not a readable safetensors adapter ({exc})") from exc
+        if "digest" not in meta and require_digest:
+            # a check the file could switch off by leaving its digest out would be no check
+            raise AdapterError(f"{path} carries no digest, so nothing shows that its metadata (task, LoRA scale, input "
+                               "side, scan width) is what its training wrote; write it again from its run folder: "
+                               "python -m samocta resave-adapter RUN")
         if "digest" in meta and adapter_digest(tensors, meta) != meta["digest"]:
             raise AdapterError(f"{path}: its metadata or weights were changed after training (they no longer match the "
                                "digest it was written with); use the adapter as its training wrote it")
@@ -378,6 +423,18 @@ class LoRASam(PromptableSam):
                 f"{path} was trained on the {self.model_type} checkpoint with SHA-256 {theirs_sha[:12]}..., "
                 f"this model was built from {self.base_sha256[:12]}..."
             )
+        self.set_adapter_tensors(tensors, path)
+        # how the loaded adapter was trained (FoV, image size, channels, ...) is now this model's
+        self.trained_with = {**self.trained_with, **{k: meta[k] for k in TRAINED_WITH if k in meta}}
+        return meta
+
+    def set_adapter_tensors(self, tensors: dict[str, torch.Tensor], path: str | os.PathLike) -> None:
+        """Copy an adapter's trained tensors into this model, all checked before any is copied.
+
+        Raises:
+            AdapterError: other tensor names or shapes than this model's, integer or non-finite values
+                (naming ``path``).
+        """
         expected = self.adapter_state_dict()
         if set(tensors) != set(expected):
             raise AdapterError(f"{path}: tensor names do not match this model ({len(tensors)} vs {len(expected)})")
@@ -392,9 +449,6 @@ class LoRASam(PromptableSam):
         with torch.no_grad():
             for name, value in tensors.items():
                 params[name].copy_(value)
-        # how the loaded adapter was trained (FoV, image size, channels, ...) is now this model's
-        self.trained_with = {**self.trained_with, **{k: meta[k] for k in TRAINED_WITH if k in meta}}
-        return meta
 
     def merge(self) -> None:
         """Merge every LoRA layer into its frozen weight."""

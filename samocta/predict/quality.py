@@ -94,7 +94,7 @@ def scan_quality(
         raise InputError(f"images must be (H, W, 3) uint8, got {image.shape}")
     width = image.shape[1]
     model.eval()
-    where = f"the scan ({image.shape[1]} x {image.shape[0]} px)"
+    where = "the scan"
     resampling, embeddings = scan_views(model, image, pixel_um, where)
 
     def logits_of(how, views, embs):
@@ -142,11 +142,22 @@ def interval(measure_of, quality: ScanQuality, key: str) -> tuple[float, float]:
     return float(np.nanmin(values)), float(np.nanmax(values))
 
 
-def review_flags(quality: Sequence[float], rate: float = REVIEW_RATE) -> np.ndarray:
-    """bool ``(N,)``: the ``round(rate * N)`` scans of lowest quality (ties: the earlier scan first)."""
+def review_flags(quality: Sequence[float], rate: float = REVIEW_RATE, forced: Sequence[bool] | None = None) -> np.ndarray:
+    """bool ``(N,)``: the ``round(rate * N)`` scans of lowest quality (ties: the earlier scan first).
+
+    Args:
+        forced: scans flagged whatever their quality (a reason to look, ``samocta.predict.review``); they
+            count towards the share, the lowest quality of the others fill the rest of it.
+    """
     if not 0 <= rate <= 1:
         raise InputError(f"--review-rate is a share of the scans, 0 to 1; got {rate}")
-    return _lowest(quality, int(round(rate * len(quality))))
+    share = int(round(rate * len(quality)))
+    if forced is None:
+        return _lowest(quality, share)
+    forced = np.asarray(forced, bool)
+    # the forced scans rank below every other: a blank scan's perfect agreement must not hide it
+    ranked = np.where(forced, -np.inf, np.asarray(quality, np.float64))
+    return _lowest(ranked, max(share, int(forced.sum())))
 
 
 def _lowest(values: Sequence[float], k: int) -> np.ndarray:

@@ -11,6 +11,7 @@ import html
 import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Mapping, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -105,11 +106,18 @@ def write_report(out: str | Path, table: "pd.DataFrame", images: Mapping, channe
     Returns:
         the page's path.
     """
+    import pandas as pd
+
     from samocta.core.files import atomic_write_text
     from samocta.data import read_grey
 
     out = Path(out)
-    order = table.sort_values(["review", "quality"], ascending=[False, True], kind="stable")
+    from samocta.predict.review import reason_rank
+
+    reason = table["review_reason"].fillna("").astype(str) if "review_reason" in table.columns else pd.Series("", table.index)
+    # flagged first, those with a reason before the rest (no signal first: nothing to see), then by quality
+    order = table.assign(_reason=reason != "", _rank=reason.map(reason_rank)).sort_values(
+        ["review", "_rank", "quality"], ascending=[False, True, True], kind="stable")
     entries = []
     for _, row in order.iterrows():
         sid = row["id"]
@@ -117,7 +125,10 @@ def write_report(out: str | Path, table: "pd.DataFrame", images: Mapping, channe
         figure = out / REPORT_DIR / f"{sid}.png"
         scan_figure(row.to_dict(), images[sid], mask, channels, figure)
         flag = '<span class="flag">review</span> ' if row["review"] else ""
-        entries.append(f'<section><h2>{flag}{html.escape(str(sid))}</h2><img src="{REPORT_DIR}/{html.escape(figure.name)}" '
+        why = f'<p class="why">{html.escape(str(row["review_reason"]))}</p>' if row.get("_reason") else ""
+        # a file name is text in the heading and a URL in the image: "#", "%" or "?" in it must not end the path
+        source = html.escape(f"{REPORT_DIR}/{quote(figure.name)}")
+        entries.append(f'<section><h2>{flag}{html.escape(str(sid))}</h2>{why}<img src="{source}" '
                        f'alt="scan {html.escape(str(sid))}: overlay of the {html.escape(str(row["task"]))} mask with the ETDRS grid, '
                        f'and its measurements"></section>')
     flagged = int(order["review"].sum())
@@ -125,11 +136,13 @@ def write_report(out: str | Path, table: "pd.DataFrame", images: Mapping, channe
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>samocta report: {html.escape(task)}</title>
 <style>body {{ font-family: sans-serif; max-width: 1000px; margin: 2em auto; }} img {{ max-width: 100%; }}
-.flag {{ background: #c0392b; color: white; padding: 0 .4em; border-radius: .2em; font-size: .8em; }}</style></head>
+.flag {{ background: #c0392b; color: white; padding: 0 .4em; border-radius: .2em; font-size: .8em; }}
+.why {{ color: #c0392b; }}</style></head>
 <body><h1>{html.escape(task)}: {len(table)} scans, {flagged} flagged for review</h1>
 <p>Each figure: the mask over the scan, the ETDRS grid (1, 3 and 6 mm circles and the sector diagonals) where the scan's
-width in mm is known, and its measurements, as in <code>measurements.csv</code> beside this page. Flagged scans (lowest
-quality) come first; check them by hand.</p>
+width in mm is known, and its measurements, as in <code>measurements.csv</code> beside this page. Flagged scans come
+first: those with a reason (no signal, no structure found, a mask or a width unlike the adapter's training labels), then
+the lowest quality; check them by hand.</p>
 {chr(10).join(entries)}
 </body></html>
 """

@@ -109,7 +109,7 @@ def predict(
         for i, image in enumerate(batch):
             if image.ndim != 3 or image.shape[-1] != 3:
                 raise InputError(f"images must be (H, W, 3) uint8, got {image.shape} for image {i}")
-            resampling, embeddings = scan_views(model, image, sizes[i], f"image {i} ({image.shape[1]} x {image.shape[0]} px)")
+            resampling, embeddings = scan_views(model, image, sizes[i], f"image {i}")
             how = prompts if isinstance(prompts, str) else prompts[i]
             logits = decode_prompt(model, resampling, embeddings, how, np.random.default_rng([seed, i]))
             masks.append(binarize(logits, threshold)[0])
@@ -224,7 +224,8 @@ def read_scans(
             if stem not in found:
                 raise PredictError(f"{source}: no {stem}_FULL image")
             layers = {layer: read_grey(source / f"{stem}_{layer}{found[stem]}") for layer in dict.fromkeys(names)}
-            sid = int(stem) if stem.isascii() and stem.isdigit() else stem
+            # an OCTA-500 number is an int; "01" stays the stem it is, so that it never meets "1" in one id
+            sid = int(stem) if stem.isascii() and stem.isdigit() and str(int(stem)) == stem else stem
             scans.append(Scan(sid, np.stack([layers[n] for n in names], axis=-1), fov_mm))
         return scans
     try:
@@ -330,21 +331,121 @@ def predict_scans(
         if adapter_channels(faz_model) != channels:
             raise PredictError(f"--faz-adapter was trained with channels {adapter_channels(faz_model)}, the adapter with "
                                f"{channels}; give a FAZ adapter trained on the same projections")
+    if ids is not None:
+        twice = sorted({str(i) for i in ids if list(map(str, ids)).count(str(i)) > 1})
+        if twice:
+            raise PredictError(f"--ids names {', '.join(twice[:5])} more than once; every scan is one row: name each once")
     scans = read_scans(source, fov, ids, fov_mm, channels)
+    if eye != "auto":  # a scan's own name saying the other eye: the grid's nasal and temporal sectors would swap
+        from samocta.measure.regional import eye_of
+
+        other = [str(scan.id) for scan in scans if eye_of(str(scan.id)) not in (None, eye)]
+        if other:
+            raise PredictError(f"--eye {eye}, but the names of {len(other)} scan(s) say the other eye ({', '.join(other[:5])}); "
+                               "give --eye auto to take each scan's own, or leave those out with --ids")
+    outputs = _outputs(out, task, [scan.id for scan in scans], report)
     frame = frame_of(model.trained_with)
     plans = {scan.id: plan_resampling(scan.image.shape[:2], scan.pixel_um, frame, f"subject {scan.id}") for scan in scans}
     clicks = read_clicks(prompts, [s.id for s in scans], {s.id: s.image.shape[:2] for s in scans}) if prompts not in PROMPTS else {}
     # one writer per output folder, as a training has: a second prediction into it is refused while
     # this one runs, instead of both writing and one's measurements.csv replacing the other's
     with folder_lock(out, "a prediction"):
+        stale = _stale_outputs(out, outputs, overwrite)
+        if overwrite and not report:  # an earlier report page would list this table's scans wrongly
+            from samocta.predict.report import PAGE
+
+            stale += [out / PAGE] if (out / PAGE).is_file() else []
         table = _predict_into(model, scans, plans, clicks, out, prompts, threshold, overwrite, progress, review_rate, seed,
                               channels, eye, faz_model)
+        for path in stale:  # the earlier prediction's files this one does not replace: its table is gone
+            path.unlink(missing_ok=True)
+        for folder in {path.parent for path in stale} - {out}:
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
         if report:
             from samocta.core.vocabulary import parse_channels
             from samocta.predict.report import write_report
 
             write_report(out, table, {scan.id: scan.image for scan in scans}, parse_channels(channels))
         return table
+
+
+def check_scans(model: "LoRASam", index, threshold: float = 0.5, progress: bool = False) -> list[str]:
+    """What ``check-data --adapter`` adds to a dataset's checks: each scan segmented prompt-free as ``predict``
+    segments it, and held against the adapter's training labels (``samocta.predict.review``).
+
+    Args:
+        model: from ``load_model``; index: the dataset, opened with the adapter's channels.
+
+    Returns:
+        one line per scan with a reason to look (a declared width its vessels contradict, no signal, no
+        structure, a mask unlike the training labels), naming the scan's file.
+    """
+    from tqdm.auto import tqdm
+
+    from samocta.measure import measure, measure_pixels
+    from samocta.model.lora import parse_stats
+    from samocta.predict.review import review_reasons
+
+    stats = parse_stats(model.trained_with.get("label_stats"), "label_stats")
+    own = parse_stats(model.trained_with.get("mask_stats"), "mask_stats")
+    problems = []
+    for sid in tqdm(index.ids, desc=f"segmenting {model.task}", disable=not progress, leave=False):
+        sample = index.load(sid, tasks=(), check_orientation=False)
+        mask = predict(model, sample.image, "none", threshold, pixel_um=sample.pixel_um)
+        measures = measure(mask, model.task, sample.fov_mm) if sample.fov_mm is not None else measure_pixels(mask, model.task)
+        reasons, warning = review_reasons(sample.image, mask, model.task, measures, stats, sample.fov_mm, own)
+        if reasons:
+            where = index.path(sid, index.used[0])
+            problems.append(f"{where}: segmented with the adapter, {warning or '; '.join(reasons)}")
+    return problems
+
+
+OUTPUT_FOLDERS = ("overlays", "report")  # with the task's label folders: what a prediction writes per scan
+
+
+def _outputs(out: Path, task: str, ids: Sequence[SampleId], report: bool) -> set[Path]:
+    """The per-scan files a prediction of ``ids`` writes into ``out``."""
+    from samocta.predict.report import REPORT_DIR
+
+    folders = [TASK_FOLDERS[task], "overlays", *([REPORT_DIR] if report else [])]
+    return {out / folder / f"{sid}.png" for sid in ids for folder in folders}
+
+
+def _stale_outputs(out: Path, outputs: set[Path], overwrite: bool) -> list[Path]:
+    """The files of an earlier prediction in ``out`` that this one leaves behind, to remove once its table is written.
+
+    Every file in a prediction's folders must belong to its table: the earlier table's files that this
+    prediction does not rewrite are stale (removed with ``overwrite``); a file no table here lists (a
+    user's own labels, say) is never removed, and the prediction is refused instead.
+
+    Raises:
+        PredictError: files in the prediction's folders that no table in ``out`` lists.
+    """
+    import io
+
+    import pandas as pd
+
+    from samocta.core.files import UnreadableFileError, plain_text, read_bytes
+
+    folders = [*TASK_FOLDERS.values(), *OUTPUT_FOLDERS]
+    present = {path for folder in folders if (out / folder).is_dir() for path in (out / folder).iterdir()}
+    listed: set[Path] = set()
+    table = out / "measurements.csv"
+    if table.exists():
+        try:
+            earlier = pd.read_csv(io.BytesIO(read_bytes(table, "measurements table", "", 64 << 20)), dtype=str,
+                                  keep_default_na=False)
+            names = {f"{plain_text(sid)}.png" for sid in earlier.get("id", [])}
+        except (UnreadableFileError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError):
+            names = set()
+        listed = {path for path in present if path.name in names}
+    strangers = sorted(present - listed - outputs)
+    if strangers:
+        raise PredictError(f"{out} holds {len(strangers)} file(s) in a prediction's folders that no prediction's table "
+                           f"there lists ({', '.join(str(p) for p in strangers[:3])}); every file in an output folder "
+                           "belongs to its table: choose another --out, or move them")
+    return sorted(listed - outputs) if overwrite else []
 
 
 def _segment(model: "LoRASam", scan: "Scan", threshold: float) -> np.ndarray:
@@ -369,9 +470,13 @@ def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out:
     from samocta.data.channels import channels_label
     from samocta.measure import FOV_MM_HINT, measure, measure_pixels
     from samocta.measure.regional import eye_of, regional_measures
+    from samocta.model.lora import parse_stats
     from samocta.predict.quality import interval, review_flags, scan_quality
+    from samocta.predict.review import review_reasons
 
     task = model.task
+    label_stats = parse_stats(model.trained_with.get("label_stats"), "label_stats")
+    own_stats = parse_stats(model.trained_with.get("mask_stats"), "mask_stats")
     outputs = [out / "measurements.csv", *(out / TASK_FOLDERS[task] / f"{scan.id}.png" for scan in scans)]
     clash = [path for path in outputs if path.exists()]
     if clash and not overwrite:
@@ -403,12 +508,16 @@ def _predict_into(model: "LoRASam", scans: list, plans: dict, clicks: dict, out:
         if scan.pixel_um is not None:  # the ETDRS grid is in mm
             faz = _segment(faz_model, scan, threshold) if faz_model is not None and task != "FAZ" else None
             regional = regional_measures(mask, task, scan.pixel_um, faz, eye_of(str(scan.id)) if eye == "auto" else eye)
+        reasons, warning = review_reasons(scan.image, mask, task, measures, label_stats, scan.fov_mm, own_stats)
+        if warning:
+            print(f"warning: scan {scan.id}: {warning}", file=sys.stderr)
         rows.append({"id": scan.id, "task": task, "size": f"{scan.image.shape[0]}x{scan.image.shape[1]}",
                      "pixel_um": scan.pixel_um, "channels": channels_label(names), "shown": plans[scan.id].describe(),
                      "prompts": used, **measures, **regional, f"{key}_low": low, f"{key}_high": high,
                      "predicted_iou": checked.predicted_iou, "agreement": checked.agreement,
-                     "confidence": checked.confidence, "quality": checked.quality})
+                     "confidence": checked.confidence, "quality": checked.quality, "review_reason": "; ".join(reasons)})
     table = pd.DataFrame(rows)
-    table["review"] = review_flags(table["quality"], review_rate)
+    # a scan with a reason is flagged whatever its quality; the rest of the share goes to the lowest quality
+    table["review"] = review_flags(table["quality"], review_rate, forced=table["review_reason"] != "")
     atomic_write_csv(table, out / "measurements.csv", index=False)
     return table

@@ -30,6 +30,7 @@ from samocta.model.build import resolve_device
 from samocta.model.lora import build_model
 from samocta.prompts import label_tasks
 from samocta.train.distributed import mean_over_processes, rank_world
+from samocta.train.record import data_record, prediction_record
 
 if TYPE_CHECKING:
     from samocta.data import Dataset, Sample, Split
@@ -70,13 +71,17 @@ def lr_factor(config: TrainConfig, step: int, steps_per_epoch: int) -> float:
     return max(config.lr_decay**epochs_after, config.min_lr / config.lr)
 
 
-def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], config: TrainConfig) -> dict[str, float]:
+def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], config: TrainConfig,
+              keep: dict | None = None) -> dict[str, float]:
     """Validation scores, computed by ``samocta.evaluate.evaluate``: the same prompts, decoding and
     threshold as ``evaluate_run(run, part="val")`` in the run's prompt mode, so the two agree.
 
     A click-trained run is scored on the corrective clicks ``evaluate --modes clicks`` makes (up to
     ``session_clicks``, from start "click", decoded as the adapter records): the mean Dice over clicks
-    1..N (Jaccard likewise, from each Dice); clDice is not measured per click (NaN)."""
+    1..N (Jaccard likewise, from each Dice); clDice is not measured per click (NaN).
+
+    ``keep``, if given, receives the predicted masks (``evaluate``'s), so that the adapter saved after
+    this validation records what its own prompt-free masks measure (``samocta.train.record``)."""
     from samocta.evaluate.clicks import evaluate_clicks
     from samocta.evaluate.score import evaluate
     from samocta.prompts import PromptSpec
@@ -84,7 +89,7 @@ def _validate(model: "LoRASam", index: "Dataset", samples: dict[int, "Sample"], 
     clicks = config.prompt_mode == "clicks"
     specs = {**({} if clicks else {config.prompt_mode: config.prompt_spec()}), "none": PromptSpec.paper(config.task, "none")}
     results = evaluate(model, index, list(samples), config.task, specs, seed=config.seed, threshold=config.threshold,
-                       progress=False, samples=samples)
+                       progress=False, samples=samples, keep=keep)
     dice_none = float(results.loc[results["mode"] == "none", "dice"].mean())
     if not clicks:
         own = results[results["mode"] == config.prompt_mode]
@@ -180,11 +185,9 @@ def _prepare(config: TrainConfig, resume: bool) -> _Fold:
     train_ds = SegmentationDataset(index, train_ids, config.task, prompt_fn=config.prompt_spec(), augment=config.augment or False,
                                    seed=config.seed, samples=samples)
     model = build_model(config, device)
-    height, width = samples[split.val[0]].image.shape[:2]
-    # what prediction brings new scans to: the training images' size and, when known, their width in mm
-    model.trained_with.update({"image_size": f"{height}x{width}", "fov": index.fov, "dataset": index.name})
-    if index.fov_mm is not None:
-        model.trained_with["fov_mm"] = repr(index.fov_mm)
+    # what prediction brings new scans to (the training images' size, their width in mm) and holds their masks
+    # against (what the training labels looked like)
+    model.trained_with.update(data_record(index, samples, train_ids, config.task))
     precision = apply_speed_settings(model, device, config.amp, config.grad_checkpointing, config.sdpa, config.half_frozen,
                                      config.compile)
     opt = torch.optim.AdamW(model.trainable_parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -437,7 +440,11 @@ def _train(fold: _Fold, progress: bool | str) -> FoldResult:
         loss = _train_epoch(fold, epoch, bar=progress is True)
         if rank > 0:  # the first process validates and writes; the others go on to the next epoch's batches
             continue
-        val = _validate(fold.model, fold.index, fold.val_samples, config)
+        masks: dict = {}
+        val = _validate(fold.model, fold.index, fold.val_samples, config, keep=masks)
+        # what this epoch's adapter draws on its validation subjects, recorded in the files saved from it
+        fold.model.trained_with.update(prediction_record({sid: m for (sid, mode), m in masks.items() if mode == "none"},
+                                                         fold.index, config.task))
         seconds = time.perf_counter() - t0
         row = {"epoch": epoch + 1, "train_loss": loss, "val_dice": val["dice"], "val_jaccard": val["jaccard"],
                "val_cldice": val["cldice"], "val_dice_none": val["dice_none"], "lr": fold.opt.param_groups[0]["lr"],
