@@ -102,6 +102,9 @@ class TrainConfig:
     alpha: float | None = option(None, "LoRA alpha; the update is scaled by alpha / rank; none: alpha = rank", above=0)
     lora_dropout: float = option(0.0, "dropout on the LoRA input", minimum=DROPOUT_RANGE[0], maximum=DROPOUT_RANGE[1])
     train_decoder: bool = option(False, "train SAM's mask decoder too (SAM-OCTA: off)")
+    fine: bool = option(False, "draw the mask at the scan's own pixels: a light convolutional stem on the scan, read by SAM's "
+                               "mask tokens, trained with LoRA (samocta.model.fine); off: SAM's own mask grid, a quarter "
+                               "of its token grid")
     epochs: int = option(10, "epochs to train (a finished run can be extended with --resume)", minimum=1)
     batch_size: int = option(4, "images per optimiser step", minimum=1, maximum=1024)
     lr: float = option(1e-3, "AdamW learning rate after warm-up (the paper: 1e-3)", above=0, maximum=1)
@@ -122,6 +125,10 @@ class TrainConfig:
     no_prompt_fraction: float = option(0.0, "share of training samples decoded with no points", minimum=0, maximum=1)
     augment: Preset | None = option("paper", "augmentation preset (none: no augmentation)")
     loss_preset: Preset = option("paper", "paper: 0.2 Dice + 0.8 clDice for vessels; reference_code: 0.96 / 0.04 as its code does")
+    boundary_weight: float = option(
+        0.0, "weight of the boundary loss (Kervadec et al., MIDL 2019; MONAI's BoundaryLoss) added to the task's loss: "
+             "each predicted pixel pays its distance from the label's border, so a vessel drawn too wide costs by its "
+             "seam; 0: off", minimum=0, maximum=10)
     mask_rule: MaskRule = option(
         "most_confident", "most_confident: the most confident of SAM's three masks (the paper); single: the single-mask "
                           "output (the reference code)")

@@ -104,3 +104,22 @@ def test_loss_for_task_and_presets():
         loss_for_task("Retina")
     with pytest.raises(ValueError, match=r"\(B, 1, H, W\)"):
         dice_loss(torch.zeros(4, 4), torch.zeros(4, 4))
+
+
+def test_the_boundary_term_makes_a_vessel_drawn_too_wide_cost_more():
+    from samocta.train.losses import WithBoundary
+
+    target = torch.zeros(2, 1, 64, 64)
+    target[:, :, 30:34, :] = 1
+    exact = torch.where(target > 0, 8.0, -8.0)
+    wide = exact.clone()
+    wide[:, :, [29, 34], :] = 8.0  # a pixel too wide on each side
+    far = exact.clone()
+    far[:, :, 60, :] = 8.0  # the same number of false pixels, far from the vessel
+    plain, bounded = loss_for_task("RV"), loss_for_task("RV", boundary=1.0)
+    assert isinstance(bounded, WithBoundary)
+    assert bounded(wide, target) - bounded(exact, target) > plain(wide, target) - plain(exact, target)
+    assert bounded(far, target) > bounded(wide, target)  # a false pixel pays by its distance from the border
+    assert loss_for_task("FAZ", boundary=0.5, reduction="none")(exact, target).shape == (2,)
+    with pytest.raises(ValueError, match="above 0"):
+        WithBoundary(plain, 0.0)

@@ -139,11 +139,12 @@ def selection_label(split: str, part: str, adapter: str) -> str:
 def run_setup(config) -> str:
     """The fine-tuning set-up of a run in a few words: model (the tiny SAM with its input side), what was
     trained, mask rule, loss."""
-    trained = f"LoRA r={config.rank}" + (" + decoder" if config.train_decoder else "")
+    trained = f"LoRA r={config.rank}" + (" + decoder" if config.train_decoder else "") + (" + fine path" if config.fine else "")
     from samocta.model.build import TINY_CONFIG
 
     model = f"tiny {config.input_size or TINY_CONFIG['img_size']} px" if config.model == "tiny" else config.model
-    return f"{model}, {trained}, {config.mask_rule} mask, {config.loss_preset} loss"
+    loss = f"{config.loss_preset} loss" + (f" + {config.boundary_weight:g} boundary" if config.boundary_weight else "")
+    return f"{model}, {trained}, {config.mask_rule} mask, {loss}"
 
 
 def evaluate_run(

@@ -108,6 +108,9 @@ def export_decoder_onnx(model: PromptableSam, path: str | os.PathLike, image_siz
     """
     if len(image_size) != 2 or min(image_size) <= 0:
         raise InputError(f"image_size must be (height, width) in pixels, got {image_size}")
+    if model.fine_path is not None:
+        raise InputError("this adapter draws its masks on the fine path (samocta.model.fine), which the browser decoder "
+                         "does not run: click it in a live notebook, or export an adapter trained without --fine")
     graph = PromptDecoderGraph(model, image_size).eval()
     e = model.sam.prompt_encoder.image_embedding_size
     c = model.sam.prompt_encoder.embed_dim

@@ -132,6 +132,8 @@ def _metadata_problems(meta: dict[str, str]) -> str | None:
         return f"fov {meta['fov']!r}: one of {', '.join(FOVS)}, a width such as 4.5M, or unknown"
     if meta.get("prompt_mode") and meta["prompt_mode"] not in TRAIN_MODES:
         return f"prompt_mode {meta['prompt_mode']!r}: one of {', '.join(TRAIN_MODES)}"
+    if meta.get("fine") not in (None, "True", "False"):
+        return f"fine {meta['fine']!r}: True or False"
     if meta.get("click_feedback") not in (None, "True", "False"):
         return f"click_feedback {meta['click_feedback']!r}: True or False"
     if meta.get("session_clicks") is not None and not (meta["session_clicks"].isdigit()
@@ -246,6 +248,7 @@ class LoRASam(PromptableSam):
         base_sha256: the SHA-256 of the base checkpoint, recorded in saved adapters.
         mask_rule: which decoder output is the mask (``MASK_RULES``); trained, scored and saved with it.
         task: the task the adapter is trained for (None: not tied to a task), recorded and checked.
+        fine: draw the selected mask at the images' own pixels (``samocta.model.fine``), recorded and checked.
     """
 
     def __init__(
@@ -258,12 +261,17 @@ class LoRASam(PromptableSam):
         base_sha256: str | None = None,
         mask_rule: str = "most_confident",
         task: str | None = None,
+        fine: bool = False,
     ) -> None:
         super().__init__(sam, mask_rule)
         for p in sam.parameters():
             p.requires_grad_(False)
         for block in sam.image_encoder.blocks:
             block.attn.qkv = LoRALinear(block.attn.qkv, rank, alpha, dropout)
+        if fine:  # trained with LoRA, saved in the adapter (its tensors are named fine_path.* inside sam)
+            from samocta.model.fine import FinePath
+
+            sam.fine_path = FinePath(sam.mask_decoder.transformer_dim // 8)
         self.rank, self.alpha, self.dropout_p = rank, float(rank if alpha is None else alpha), float(dropout)
         self.train_decoder = train_decoder
         if train_decoder:
@@ -301,6 +309,7 @@ class LoRASam(PromptableSam):
             "mask_rule": self.mask_rule,
             "task": self.task or "",
             "img_size": str(self.img_size),
+            "fine": str(self.fine_path is not None),
             "base_sha256": self.base_sha256 or "",
             "samocta_version": __version__,
             **self.trained_with,
@@ -372,7 +381,7 @@ class LoRASam(PromptableSam):
         model = cls(
             build_sam(meta["model_type"], weights, pretrained=weights is not None, img_size=size), int(meta["rank"]), float(meta["alpha"]),
             float(meta["dropout"]), meta["train_decoder"] == "True", base_sha256=sha, mask_rule=meta["mask_rule"],
-            task=meta["task"] or None,
+            task=meta["task"] or None, fine=meta.get("fine") == "True",
         )
         model.trained_with = {k: meta[k] for k in TRAINED_WITH if k in meta}
         model.load_adapter(path, defaults)
@@ -381,8 +390,8 @@ class LoRASam(PromptableSam):
     def load_adapter(self, path: str | os.PathLike, defaults: dict[str, str] | None = None) -> dict[str, str]:
         """Load an adapter saved by ``save_adapter``; refuse one that does not fit this model.
 
-        Refused: another model type, rank, alpha, dropout, decoder setting, mask rule, task, input
-        side or base checkpoint, and any load into merged LoRA layers (the update would be applied twice).
+        Refused: another model type, rank, alpha, dropout, decoder setting, mask rule, task, input side, fine
+        path or base checkpoint, and any load into merged LoRA layers (the update would be applied twice).
 
         Args:
             path: the adapter file.
@@ -412,6 +421,8 @@ class LoRASam(PromptableSam):
         for key in ("train_decoder", "mask_rule", "task") + (("img_size",) if meta.get("img_size") else ()):
             if meta[key] != mine[key]:
                 differ.append(f"{key} {meta[key] or 'none'!r} (this model: {mine[key] or 'none'!r})")
+        if meta.get("fine", "False") != mine["fine"]:  # adapters from before the path had none
+            differ.append(f"fine {meta.get('fine', 'False')!r}, the fine path (this model: {mine['fine']!r})")
         if differ:
             raise AdapterError(
                 f"{path} does not fit this model: {'; '.join(differ)}. Build the model the adapter was trained "
@@ -472,8 +483,8 @@ def build_model(config, device: str | torch.device | None = None):
 
     Args:
         config: a ``samocta.config.TrainConfig`` (or anything with its ``model``, ``checkpoint``,
-            ``rank``, ``alpha``, ``lora_dropout``, ``train_decoder``, ``mask_rule``, ``task`` and
-            ``device``).
+            ``rank``, ``alpha``, ``lora_dropout``, ``train_decoder``, ``mask_rule``, ``task``, ``device``
+            and optionally ``fine``).
         device: default the config's.
 
     Returns:
@@ -484,7 +495,7 @@ def build_model(config, device: str | torch.device | None = None):
     size = getattr(config, "input_size", None)
     sam = build_sam(config.model, weights, pretrained=weights is not None, img_size=size if config.model == "tiny" else None)
     model = LoRASam(sam, config.rank, config.alpha, config.lora_dropout, config.train_decoder, base_sha256=sha,
-                    mask_rule=config.mask_rule, task=config.task)
+                    mask_rule=config.mask_rule, task=config.task, fine=getattr(config, "fine", False))
     model.trained_with = {"prompt_mode": config.prompt_mode, "no_prompt_fraction": str(config.no_prompt_fraction),
                           "channels": config.channels, **({"fov": config.fov} if config.fov else {})}
     if config.prompt_mode == "clicks":  # decoded everywhere as its sessions were: previous logits fed back or not

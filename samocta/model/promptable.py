@@ -41,11 +41,19 @@ class Embedding:
         features: ``(B, C, E, E)`` image-encoder output.
         input_size: ``(h, w)`` of the resized image inside the padded encoder input.
         original_size: ``(H, W)`` of the images given.
+        fine: ``(B, width, H, W)`` the fine path's stem features of the images at their own size (a model
+            with the path; ``samocta.model.fine``), else None.
     """
 
     features: torch.Tensor
     input_size: tuple[int, int]
     original_size: tuple[int, int]
+    fine: torch.Tensor | None = None  # (B, width, H, W): the fine path's stem features (samocta.model.fine), if any
+
+    def rows(self, index: Sequence[int] | torch.Tensor) -> "Embedding":
+        """The embeddings of some of the images, in the order given."""
+        return Embedding(self.features[index], self.input_size, self.original_size,
+                         None if self.fine is None else self.fine[index])
 
 
 @dataclass
@@ -192,7 +200,8 @@ def predict_masks_paired(
     image_pe: torch.Tensor,
     sparse: torch.Tensor,
     dense: torch.Tensor,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    features: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """``MaskDecoder.predict_masks`` for P (embedding, prompt) pairs at once.
 
     Args:
@@ -202,9 +211,13 @@ def predict_masks_paired(
         image_pe: ``(1, C, E, E)`` from ``PromptEncoder.get_dense_pe``.
         sparse: ``(P, T, C)`` point embeddings; dense: ``(P, C, E, E)``.
 
+        features: also return the mask features and the mask tokens' hypernetwork outputs (the masks
+            are their dot product), which the fine path reads (``samocta.model.fine``).
+
     Returns:
         all mask logits ``(P, 1 + num_multimask, 4E, 4E)`` and predicted IoUs ``(P, 1 + num_multimask)``;
-        index 0 is the single-mask output, 1: the multimask outputs.
+        index 0 is the single-mask output, 1: the multimask outputs. With ``features``, then the mask
+        features ``(P, C / 8, 4E, 4E)`` and the hypernetwork outputs ``(P, 1 + num_multimask, C / 8)``.
     """
     p = sparse.shape[0]
     out_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
@@ -217,6 +230,8 @@ def predict_masks_paired(
     hyper = torch.stack([mlp(mask_tokens[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)], dim=1)
     b, c, h, w = upscaled.shape
     masks = (hyper @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
+    if features:
+        return masks, decoder.iou_prediction_head(hs[:, 0, :]), upscaled, hyper
     return masks, decoder.iou_prediction_head(hs[:, 0, :])
 
 
@@ -247,6 +262,11 @@ class PromptableSam(nn.Module):
         return int(self.sam.image_encoder.img_size)
 
     @property
+    def fine_path(self) -> nn.Module | None:
+        """The fine path (``samocta.model.fine.FinePath``) when the model has one, else None."""
+        return getattr(self.sam, "fine_path", None)
+
+    @property
     def device(self) -> torch.device:
         return self.sam.pixel_mean.device
 
@@ -272,12 +292,17 @@ class PromptableSam(nn.Module):
     def embed(self, images: np.ndarray | torch.Tensor) -> Embedding:
         """Image embeddings of a batch; reuse them with ``decode`` when only the prompts change."""
         x, size, original = self.preprocess(images)
+        fine = None
+        if self.fine_path is not None:  # the stem reads the images at their own pixels, normalised as SAM's input
+            own = torch.as_tensor(np.asarray(images) if not isinstance(images, torch.Tensor) else images).to(self.device)
+            own = (own.permute(0, 3, 1, 2).float() - self.sam.pixel_mean) / self.sam.pixel_std
+            fine = self.fine_path.image_features(own)
         if self.encoder_dtype is None:
-            return Embedding(self.sam.image_encoder(x), size, original)
+            return Embedding(self.sam.image_encoder(x), size, original, fine)
         # half-precision weights need autocast; the embeddings go on in fp32
         with torch.autocast(self.device.type, dtype=self.encoder_dtype):
             features = self.sam.image_encoder(x)
-        return Embedding(features.float(), size, original)
+        return Embedding(features.float(), size, original, fine)
 
     def to_model_frame(self, coords: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
         """``(x, y)`` original-image points (pixel centres at i + 0.5) -> this model's input frame (``samocta.model.frame``)."""
@@ -285,8 +310,8 @@ class PromptableSam(nn.Module):
 
     def decode_candidates(
         self, features: torch.Tensor, coords: torch.Tensor, labels: torch.Tensor, original_size: tuple[int, int],
-        mask_input: torch.Tensor | None = None,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+        mask_input: torch.Tensor | None = None, with_features: bool = False,
+    ) -> tuple[torch.Tensor, ...]:
         """Every decoder output for P (embedding, prompt) pairs, the prompts used exactly as given.
 
         Args:
@@ -299,9 +324,11 @@ class PromptableSam(nn.Module):
                 prompt, as ``SamPredictor``'s ``mask_input``), or None. The tiny SAM, whose mask
                 prompt carries its clicks, gets their sum (``mask_prompt``).
 
+            with_features: also the mask features and hypernetwork outputs (``predict_masks_paired``).
+
         Returns:
             low-resolution logits ``(P, 1 + 3, 4E, 4E)`` and predicted IoUs ``(P, 4)``: index 0 the
-            single-mask output, 1: the three multimask outputs.
+            single-mask output, 1: the three multimask outputs (and with ``with_features`` those two).
         """
         pts = self.to_model_frame(coords, original_size)
         grid = 4 * self.sam.prompt_encoder.image_embedding_size[0]
@@ -310,7 +337,8 @@ class PromptableSam(nn.Module):
         dense_in = mask_prompt(pts, labels, mask_input, grid, self.img_size, self.click_sigma)
         # boxes=None: the prompt encoder appends its one padding point, as SamPredictor does
         sparse, dense = self.sam.prompt_encoder(points=(pts, labels), boxes=None, masks=dense_in)
-        return predict_masks_paired(self.sam.mask_decoder, features, self.sam.prompt_encoder.get_dense_pe(), sparse, dense)
+        return predict_masks_paired(self.sam.mask_decoder, features, self.sam.prompt_encoder.get_dense_pe(), sparse, dense,
+                                    features=with_features)
 
     def decode(
         self,
@@ -354,17 +382,23 @@ class PromptableSam(nn.Module):
             raise InputError(f"need one prompt per image: {feats.shape[0]} embeddings, {len(prompts)} prompts")
         if mask_input is not None and mask_input.shape[0] != feats.shape[0]:
             raise InputError(f"need one mask_input per image: {feats.shape[0]} embeddings, {mask_input.shape[0]} masks")
+        fine = self.fine_path is not None and full_size  # the fine path draws at the images' own size
+        if fine and embedding.fine is None:
+            raise InputError("this model draws its masks on the fine path: decode embeddings made by its own embed()")
         groups: dict[int, list[int]] = {}
         for i, (c, _) in enumerate(prompts):
             groups.setdefault(int(c.shape[0]), []).append(i)
-        lows, ious, order = [], [], []
+        lows, ious, ups, hypers, order = [], [], [], [], []
         for idx in groups.values():
             c = torch.stack([prompts[i][0] for i in idx])
             lab = torch.stack([prompts[i][1] for i in idx])
             masks_in = None if mask_input is None else mask_input[idx].to(dev, torch.float32)
-            low, iou = self.decode_candidates(feats[idx], c, lab, embedding.original_size, masks_in)
-            lows.append(low)
-            ious.append(iou)
+            out = self.decode_candidates(feats[idx], c, lab, embedding.original_size, masks_in, with_features=fine)
+            lows.append(out[0])
+            ious.append(out[1])
+            if fine:
+                ups.append(out[2])
+                hypers.append(out[3])
             order.extend(idx)
         inverse = torch.empty(len(order), dtype=torch.long, device=dev)
         inverse[torch.tensor(order, device=dev)] = torch.arange(len(order), device=dev)
@@ -376,9 +410,15 @@ class PromptableSam(nn.Module):
         else:
             low_res, iou = all_low[:, 1:], all_iou[:, 1:]
             selected = iou.argmax(dim=1)
-        best = low_res[torch.arange(low_res.shape[0], device=dev), selected].unsqueeze(1)
+        rows = torch.arange(low_res.shape[0], device=dev)
+        best = low_res[rows, selected].unsqueeze(1)
         if full_size:
             best = self.sam.postprocess_masks(best, embedding.input_size, embedding.original_size)
+        if fine:  # the selected mask's token reads the fine path's correction at the images' own pixels
+            token = selected if rule == "single" else selected + 1
+            hyper = torch.cat(hypers)[inverse][rows, token]
+            best = best + self.fine_path.correction(torch.cat(ups)[inverse], hyper, embedding.fine, embedding.input_size,
+                                                    self.img_size)
         return MaskOutput(best, low_res, iou, selected)
 
     def decode_unprompted(self, embedding: Embedding, mask_rule: str | None = None) -> MaskOutput:

@@ -260,7 +260,8 @@ def _train_epoch(fold: _Fold, epoch: int, bar: bool) -> float:
     config, model = fold.config, fold.model
     rank, world = rank_world()
     clicking = config.prompt_mode == "clicks"
-    criterion = loss_for_task(config.task, preset=config.loss_preset, reduction="none" if clicking else "mean")
+    criterion = loss_for_task(config.task, preset=config.loss_preset, reduction="none" if clicking else "mean",
+                              boundary=config.boundary_weight)
     fold.train_ds.set_epoch(epoch)
     model.train()
     rng = np.random.default_rng([config.seed, epoch, BATCH_ORDER_SALT])

@@ -11,6 +11,8 @@ References:
       tubular structure segmentation", CVPR 2021 (soft skeleton, soft clDice).
     - C. Wang, X. Chen, H. Ning, S. Li, "SAM-OCTA", ICASSP 2024: Dice for FAZ and capillaries,
       0.2 Dice + 0.8 clDice' for RV, arteries and veins.
+    - H. Kervadec et al., "Boundary loss for highly unbalanced segmentation", MIDL 2019 (the boundary
+      term ``with_boundary`` adds, computed by MONAI's ``BoundaryLoss``).
 """
 
 from __future__ import annotations
@@ -190,13 +192,53 @@ class DiceClDiceLoss(nn.Module):
         return f"w_dice={self.w_dice}, w_cldice={self.w_cldice}, iters={self.iters}"
 
 
+class WithBoundary(nn.Module):
+    """A loss plus ``weight`` times the boundary loss (Kervadec et al., MIDL 2019), as MONAI computes it.
+
+    The boundary term is the mean over pixels of the predicted probability times the label's signed
+    distance map (0 on the label's border, negative inside, the distance in px outside): a mask drawn a
+    pixel too wide pays for every pixel of its seam, one far off pays by its distance, which region
+    losses such as Dice and clDice, blind to where an error lies, do not.
+
+    Args:
+        base: the task's loss (``loss_for_task``), with the same ``reduction``.
+        weight: of the boundary term, above 0.
+        reduction: "mean" or "none" (one loss per sample).
+    """
+
+    def __init__(self, base: nn.Module, weight: float, reduction: str = "mean") -> None:
+        super().__init__()
+        from monai.losses import BoundaryLoss
+
+        if not weight > 0:
+            raise ValueError(f"the boundary term's weight must be above 0, got {weight}")
+        _reduce(torch.zeros(1), reduction)
+        self.base, self.weight, self.reduction = base, float(weight), reduction
+        self.boundary = BoundaryLoss(sigmoid=True, reduction="none")
+
+    def forward(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        per_sample = self.boundary(pred.float(), target.float()).reshape(pred.shape[0])
+        return self.base(pred, target) + self.weight * _reduce(per_sample, self.reduction)
+
+    def extra_repr(self) -> str:
+        return f"weight={self.weight}"
+
+
 def loss_for_task(
-    task: str, preset: str = "paper", iters: int = DEFAULT_SKELETON_ITERS, from_logits: bool = True, reduction: str = "mean"
+    task: str, preset: str = "paper", iters: int = DEFAULT_SKELETON_ITERS, from_logits: bool = True, reduction: str = "mean",
+    boundary: float = 0.0,
 ) -> nn.Module:
     """The SAM-OCTA loss of a task: Dice for FAZ and Capillary, Dice + clDice for RV, Artery and Vein
-    (``reduction="none"``: one loss per sample)."""
+    (``reduction="none"``: one loss per sample); with ``boundary`` above 0, plus that times the boundary
+    loss (``WithBoundary``)."""
     if task in DICE_TASKS:
-        return DiceLoss(from_logits, reduction=reduction)
-    if task in CLDICE_TASKS:
-        return DiceClDiceLoss(preset=preset, iters=iters, from_logits=from_logits, reduction=reduction)
-    raise ValueError(f"unknown task {task!r}; expected one of {DICE_TASKS + CLDICE_TASKS}")
+        base: nn.Module = DiceLoss(from_logits, reduction=reduction)
+    elif task in CLDICE_TASKS:
+        base = DiceClDiceLoss(preset=preset, iters=iters, from_logits=from_logits, reduction=reduction)
+    else:
+        raise ValueError(f"unknown task {task!r}; expected one of {DICE_TASKS + CLDICE_TASKS}")
+    if boundary:
+        if not from_logits:
+            raise ValueError("the boundary term takes logits (from_logits=True)")
+        return WithBoundary(base, boundary, reduction)
+    return base

@@ -59,7 +59,7 @@ def training_sessions(
     Returns:
         the decodes in order (step 0: the samples with no clicks; then click 1, 2, ...).
     """
-    from samocta.model.promptable import Embedding, binarize, takes_logits
+    from samocta.model.promptable import binarize, takes_logits
 
     targets = np.asarray(targets, bool)
     counts = [int(c) for c in counts]
@@ -71,7 +71,7 @@ def training_sessions(
         raise InputError(f"click counts must be 0 or more, got {counts}")
 
     def decode(rows: list[int], coords: list[np.ndarray], labels: list[np.ndarray], mask_input):
-        part = Embedding(embedding.features[rows], embedding.input_size, embedding.original_size)
+        part = embedding.rows(rows)
         return model.decode(part, coords, labels, mask_input=mask_input)
 
     steps: list[SessionStep] = []
