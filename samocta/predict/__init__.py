@@ -6,7 +6,8 @@ from __future__ import annotations
 from samocta.core.faces import lazy_face
 
 __getattr__, __dir__, __all__ = lazy_face(__name__, {
-    "scans": ("PredictError", "load_model", "predict", "predict_scans", "read_scans", "read_clicks"),
+    "scans": ("PredictError", "load_model", "predict", "predict_scans", "read_scans", "read_clicks",
+              "read_measurements"),
     "quality": ("QUALITY_SCORE", "QUALITY_SIGNALS", "scan_quality", "review_flags", "calibrate"),
     "report": ("write_report",),
 })

@@ -370,6 +370,17 @@ def predict_scans(
         return table
 
 
+def read_measurements(path: str | os.PathLike) -> "pd.DataFrame":
+    """``measurements.csv`` as ``predict_scans`` returned it: ids stay text (``001`` is not ``1``) and a scan with
+    no review reason reads back as ``""`` (pandas would read the empty cell as NaN, converters or not)."""
+    import pandas as pd
+
+    table = pd.read_csv(path, dtype={"id": str, "review_reason": str})
+    if "review_reason" in table.columns:
+        table["review_reason"] = table["review_reason"].fillna("")
+    return table
+
+
 def check_scans(model: "LoRASam", index, threshold: float = 0.5, progress: bool = False) -> list[str]:
     """What ``check-data --adapter`` adds to a dataset's checks: each scan segmented prompt-free as ``predict``
     segments it, and held against the adapter's training labels (``samocta.predict.review``).
