@@ -48,6 +48,9 @@ RECIPE_CHOICES: dict[str, dict[str, object]] = {
     "cpu": {"input_size": 1024, "train_decoder": True, "rank": 16, "no_prompt_fraction": 0.5, "mask_rule": "single",
             "lr_decay": 0.85, "epochs": 8},
 }
+# Further choices of how the model learns that no recipe sets today but a run may change: a run that
+# changes one departs from its recipe and says so in train's first lines.
+RECIPE_LEVERS = ("fine", "boundary_weight", "alpha", "lora_dropout", "lr", "batch_size", "weight_decay", "threshold")
 RECIPE_WHY = {
     "paper": "the paper's choices",
     "reference_code": "what the public SAM-OCTA code does: its loss weights, augmentation and single-mask output",
@@ -58,6 +61,14 @@ RECIPE_WHY = {
 def default_recipe(model: str) -> str:
     """The recipe ``train`` uses when none is named: "cpu" for the tiny SAM, the paper's for the official types."""
     return "cpu" if model == "tiny" else "paper"
+
+
+def _as_typed(f, value) -> str:
+    """How a user types ``value`` of option ``f``: ``--fine`` / ``--no-fine`` for a switch, ``--rank 4`` otherwise."""
+    flag = flag_of(f)
+    if isinstance(value, bool):
+        return flag if value else "--no-" + flag[2:]
+    return f"{flag} {value}"
 
 
 RESTORE = "restore the file as its training wrote it, or train the run again"
@@ -208,13 +219,13 @@ class TrainConfig:
     def recipe(self) -> tuple[str, list[str]]:
         """The recipe nearest to this config and the options in which the config departs from it
         (as ``--flag value``): ``("cpu", [])`` for a default tiny-SAM run, ``("cpu", ["--epochs 20"])`` ..."""
-        chosen = sorted({k for choices in RECIPE_CHOICES.values() for k in choices})
+        chosen = sorted({k for choices in RECIPE_CHOICES.values() for k in choices} | set(RECIPE_LEVERS))
         defaults = {f.name: f for f in fields(self)}
         best: tuple[str, list[str]] | None = None
         for name, choices in RECIPE_CHOICES.items():
             if name == "cpu" and self.model != "tiny":
                 continue
-            differ = [f"{flag_of(defaults[k])} {getattr(self, k)}" for k in chosen
+            differ = [_as_typed(defaults[k], getattr(self, k)) for k in chosen
                       if getattr(self, k) != choices.get(k, defaults[k].default)]
             if best is None or len(differ) < len(best[1]):
                 best = (name, differ)
