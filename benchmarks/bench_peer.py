@@ -7,8 +7,8 @@ DATA is the folder ``shared/real/octa500-3m-rv.sh`` lays out (default: $SAMOCTA_
 ~/.cache/samocta-real/octa500-3m-rv; without it the benchmark says so and stops). Without ``--run``,
 the default recipe is trained first (``python -m samocta train --data DATA --task RV --out RUN``, into
 runs/peer-defaults beside DATA), in this process's run, and its training minutes are the U-Net's budget;
-with ``--run``, a finished default run of this machine is taken and its minutes read from its
-``metrics.csv``. The U-Net is MONAI's ``BasicUNet`` (2-D, one channel in and out, its default
+with ``--run``, a finished run of this machine is taken and its minutes read from its ``metrics.csv``
+(a run that departs from the default recipe is named so in the table). The U-Net is MONAI's ``BasicUNet`` (2-D, one channel in and out, its default
 widths), trained with MONAI's Dice + cross-entropy loss, Adam at 1e-3, batches of 4 with random flips
 and quarter turns, on the ILM_OPL projection at the scans' own 304 x 304 px; after each epoch it is
 validated (Dice on the 10 validation subjects) and the best epoch is kept. Both models are then
@@ -107,7 +107,8 @@ def scores(masks, labels, pixel_um: float, fov_mm: float) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", nargs="?", default=str(DEFAULT_DATA), help="the laid-out real copy (default: %(default)s)")
-    parser.add_argument("--run", default=None, help="a finished default run on DATA (its training minutes are the budget)")
+    parser.add_argument("--run", default=None, help="a finished run on DATA (its training minutes are the budget; a run that "
+                        "departs from the default recipe is named so in the table)")
     parser.add_argument("--no-append", action="store_true", help="print the table only")
     args = parser.parse_args()
     data = Path(args.data).expanduser()
@@ -163,6 +164,11 @@ def main() -> None:
                 f"{s['width_bias_um']:+.1f} |")
 
     setup = sam_rows["setup"].iloc[0]
+    from samocta.config import default_recipe
+
+    name, changed = config.recipe()  # a run that departs from the default says how, in both lines that name it
+    recipe = "the default recipe" if (name, changed) == (default_recipe(config.model), []) else \
+        f"recipe {name} with `{' '.join(changed)}`" if changed else f"recipe {name}"
     text = "\n".join([
         "",
         f"### A peer at equal minutes: MONAI's U-Net beside SAM-OCTA ({datetime.date.today().isoformat()})",
@@ -170,13 +176,13 @@ def main() -> None:
         f"- Data: the public OCTA-500 3M copy (ILM_OPL, large vessels), train / val / test {len(train)} / {len(val)} / "
         f"{len(test)}; scored once on the test subjects, prompt-free",
         f"- Machine: {machine()}; commit {commit()}; `benchmarks/bench_peer.py DATA" + (" --run RUN`" if args.run else "`"),
-        f"- SAM-OCTA: the default recipe ({setup}), run `{run.name}`, adapter_best; U-Net: MONAI BasicUNet, Dice + CE, Adam "
+        f"- SAM-OCTA: {recipe} ({setup}), run `{run.name}`, adapter_best; U-Net: MONAI BasicUNet, Dice + CE, Adam "
         f"1e-3, batch 4, flips and quarter turns, best of {epochs} epochs by validation Dice "
         f"({max(unet_history):.3f})",
         "",
         "| model | training minutes | trained | Dice | clDice | HD95 µm | mean width bias µm |",
         "|---|---|---|---|---|---|---|",
-        row("SAM-OCTA (tiny SAM, default recipe)", sam, minutes, f"{len(history)} epochs"),
+        row(f"SAM-OCTA (tiny SAM, {recipe})", sam, minutes, f"{len(history)} epochs"),
         row("U-Net (MONAI BasicUNet)", unet, unet_minutes, f"{epochs} epochs"),
         "",
         f"Dice ratio SAM-OCTA / U-Net at equal minutes: {sam['dice'] / unet['dice']:.3f}.",
