@@ -81,15 +81,26 @@ def main() -> None:
         train.append("--resume")  # an interrupted run goes on; a finished one trains nothing more
     evaluate = [*python, "evaluate", "--run", str(run), "--part", "test", "--modes", ",".join([*MODES, "clicks"]),
                 "--max-clicks", str(args.max_clicks), "--quiet"]
-    train_min, train_gib = timed(train)
-    eval_min, eval_gib = timed(evaluate)
-
     import pandas as pd
 
     fold = run / "standard"
+    epochs_before = len(pd.read_csv(fold / "metrics.csv")) if (fold / "metrics.csv").is_file() else 0
+    _, train_gib = timed(train)
+    eval_min, eval_gib = timed(evaluate)
+
     results = pd.read_csv(fold / "results-test.csv")
     clicks = pd.read_csv(fold / "clicks-summary-test.csv")
     history = pd.read_csv(fold / "metrics.csv")
+    # The training minutes are the run's own (its epochs' seconds), whether it trained here, was resumed here or was
+    # finished before; the peak memory is measured only over what trained here.
+    run_min = float(history["seconds"].sum()) / 60
+    if epochs_before == 0:
+        trained_here = f"Training {run_min:.1f} min (peak memory {train_gib:.1f} GiB)"
+    elif epochs_before < len(history):
+        trained_here = (f"Training {run_min:.1f} min by its metrics.csv, resumed here after epoch {epochs_before} (peak "
+                        f"memory of the resumed part {train_gib:.1f} GiB)")
+    else:
+        trained_here = f"Training {run_min:.1f} min by its metrics.csv, trained before this benchmark (peak memory not measured here)"
     config = (fold / "config.json").read_text()
     best = history.loc[history["val_dice"].idxmax()] if "val_dice" in history else None
     trained = json.loads(config)
@@ -116,7 +127,7 @@ def main() -> None:
         f"(validation Dice {best['val_dice']:.3f} {prompted}, {best['val_dice_none']:.3f} without)" if best is not None else "",
         f"- Commands: `python -m samocta train --data DATA --task RV --out RUN{' ' + ' '.join(extra) if extra else ''}`, then "
         f"`python -m samocta evaluate --run RUN --part test --modes {','.join([*MODES, 'clicks'])}`",
-        f"- Training {train_min:.1f} min (peak memory {train_gib:.1f} GiB); scoring {eval_min:.1f} min ({eval_gib:.1f} GiB)",
+        f"- {trained_here}; scoring {eval_min:.1f} min ({eval_gib:.1f} GiB)",
         "",
         "| run | prompts | Dice | clDice | HD95 µm | Betti-0 / Betti-1 error | subjects |",
         "|---|---|---|---|---|---|---|",

@@ -99,8 +99,8 @@ def test_train_without_options_runs_the_cpu_recipe_and_the_official_types_the_pa
     mine = train_config(parse_train_args(["--data", "d", "--epochs", "20", "--rank", "4"]))
     assert mine.recipe() == ("cpu", ["--epochs 20", "--rank 4"]) and mine.input_size == 1024  # the rest of the recipe stays
     # a lever no recipe sets is a departure too, said in train's first lines
-    levers = train_config(parse_train_args(["--data", "d", "--fine", "--boundary-weight", "1.0"]))
-    assert levers.recipe() == ("cpu", ["--boundary-weight 1.0", "--fine"])
+    levers = train_config(parse_train_args(["--data", "d", "--fine", "--lr", "0.002"]))
+    assert levers.recipe() == ("cpu", ["--fine", "--lr 0.002"])
     official = train_config(parse_train_args(["--data", "d", "--model", "vit_h", "--checkpoint", "random"]))
     assert official.recipe() == ("paper", []) and official.input_size is None and not official.train_decoder
     assert train_config(parse_train_args(["--data", "d", "--preset", "paper"])).recipe() == ("paper", [])
