@@ -164,11 +164,9 @@ def main() -> None:
                 f"{s['width_bias_um']:+.1f} |")
 
     setup = sam_rows["setup"].iloc[0]
-    from samocta.config import default_recipe
+    from samocta.config import recipe_named
 
-    name, changed = config.recipe()  # a run that departs from the default says how, in both lines that name it
-    recipe = "the default recipe" if (name, changed) == (default_recipe(config.model), []) else \
-        f"recipe {name} with `{' '.join(changed)}`" if changed else f"recipe {name}"
+    recipe = recipe_named(config)  # a run that departs from the default says how, in both lines that name it
     text = "\n".join([
         "",
         f"### A peer at equal minutes: MONAI's U-Net beside SAM-OCTA ({datetime.date.today().isoformat()})",

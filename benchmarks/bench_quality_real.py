@@ -70,13 +70,15 @@ def main() -> None:
         table.append(f"| {signal}{' (predict reports it)' if signal == QUALITY_SCORE else ''} | {a['spearman']:.2f} | "
                      f"{a['caught']:.2f} | {b['spearman']:.2f} | {b['caught']:.2f} ({int(round(b['caught'] * b['n_review']))} of "
                      f"{b['n_review']}) |")
+    from samocta.config import recipe_named
+
     text = "\n".join([
         "",
         f"### Review signals on real OCTA ({datetime.date.today().isoformat()})",
         "",
         f"- Data: the public OCTA-500 3M copy, large vessels; chosen on {len(chosen_on)} training subjects, scored once on "
         f"the {len(test)} test subjects",
-        f"- Model: {config.model} SAM, {Path(args.run).name} run (`{' '.join(config.recipe()[1]) or 'its recipe'}`, "
+        f"- Model: {config.model} SAM, {Path(args.run).name} run ({recipe_named(config)}, "
         f"{config.prompt_mode} prompts), adapter_best, prompt-free masks as `predict` makes them",
         f"- Machine: {machine()}; commit {commit()}; {seconds:.1f} s per scan (the mask, its mirrored and auto variations)",
         f"- True Dice: training subjects {chosen_on['dice'].mean():.3f} (range {chosen_on['dice'].min():.3f}-"

@@ -73,6 +73,15 @@ def _as_typed(f, value) -> str:
     return f"{flag} {value}"
 
 
+def recipe_named(config: "TrainConfig") -> str:
+    """The recipe of a run as a sentence says it: "the default recipe", "recipe paper", or "recipe cpu with
+    `--epochs 20`" (what the run changed, as typed)."""
+    name, changed = config.recipe()
+    if not changed:
+        return "the default recipe" if name == default_recipe(config.model) else f"recipe {name}"
+    return f"recipe {name} with `{' '.join(changed)}`"
+
+
 RESTORE = "restore the file as its training wrote it, or train the run again"
 
 

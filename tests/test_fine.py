@@ -112,15 +112,19 @@ def test_the_adapter_records_the_path_and_a_model_without_it_refuses_it(tmp_path
         export_decoder_onnx(model, tmp_path / "d.onnx", (96, 96))
 
 
-def test_a_run_with_the_path_trains_it_and_the_same_seed_gives_the_same_bytes(tmp_path):
+def test_a_run_with_the_path_trains_it_and_the_same_seed_gives_the_same_bytes_across_a_resume(tmp_path):
     base = training_inputs(tmp_path / "inputs", n=6, seed=4)
-    runs = []
-    for name in ("a", "b"):
-        config = TrainConfig(data=str(base / "data"), task="RV", checkpoint=str(base / "tiny.pth"), epochs=1, batch_size=3,
-                             fine=True, device="cpu", out=str(tmp_path / name), seed=3)
-        runs.append(train_fold(config, progress=False).run_dir)
-    a, b = ((run / "adapter_last.safetensors").read_bytes() for run in runs)
-    assert a == b
+
+    def config(name: str, epochs: int) -> TrainConfig:
+        return TrainConfig(data=str(base / "data"), task="RV", checkpoint=str(base / "tiny.pth"), epochs=epochs, batch_size=3,
+                           fine=True, boundary_weight=1.0, device="cpu", out=str(tmp_path / name), seed=3)
+
+    runs = [train_fold(config(name, 2), progress=False).run_dir for name in ("a", "b")]
+    train_fold(config("stopped", 1), progress=False)  # a run stopped after its first epoch ...
+    runs.append(train_fold(config("stopped", 2), resume=True, progress=False).run_dir)  # ... resumed from last.pt
+    for name in ("adapter_last.safetensors", "adapter_best.safetensors"):
+        a, b, resumed = ((run / name).read_bytes() for run in runs)
+        assert a == b and a == resumed, name
     tensors = LoRASam.read_adapter(runs[0] / "adapter_last.safetensors")[0]
     assert float(tensors["fine_path.refine.3.weight"].abs().max()) > 0  # the zero start trained away
     assert "fine path" in (runs[0] / "config.json").read_text() or TrainConfig.from_json(runs[0] / "config.json").fine
