@@ -371,11 +371,12 @@ def predict_scans(
 
 
 def read_measurements(path: str | os.PathLike) -> "pd.DataFrame":
-    """``measurements.csv`` as ``predict_scans`` returned it: ids stay text (``001`` is not ``1``) and a scan with
-    no review reason reads back as ``""`` (pandas would read the empty cell as NaN, converters or not)."""
+    """``measurements.csv`` as ``predict_scans`` returned it: a scan with no review reason reads back as ``""``
+    (pandas reads the empty cell as NaN, converters or not); ids are read as pandas reads them (OCTA-500's
+    numbers as numbers, as its index names them)."""
     import pandas as pd
 
-    table = pd.read_csv(path, dtype={"id": str, "review_reason": str})
+    table = pd.read_csv(path, dtype={"review_reason": str})
     if "review_reason" in table.columns:
         table["review_reason"] = table["review_reason"].fillna("")
     return table
