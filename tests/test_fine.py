@@ -66,7 +66,6 @@ def test_the_correction_is_read_by_the_selected_mask_token_and_so_follows_the_pr
     _wake(model)
     with torch.no_grad():
         embedding = model.embed(_images((1, 96, 96, 3)))
-        up, hyper, fine = [], [], embedding.fine
         outs = [model.decode(embedding, [np.array(p, np.float32)], [np.array([1] * len(p))]) for p in ([[20.5, 20.5]], [[70.5, 60.5]])]
         plain = _model(False)
         base = [plain.decode(plain.embed(_images((1, 96, 96, 3))), [np.array(p, np.float32)], [np.array([1] * len(p))])

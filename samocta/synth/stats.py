@@ -6,12 +6,17 @@ repositories (3M 10301, 10441; 6M 10001); see ``shared/reference/synthetic-octa.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 from scipy import ndimage
 from skimage.measure import euler_number, label, regionprops
 from skimage.morphology import skeletonize
 
 from samocta.data.octa500 import LAYERS, Sample, pixel_size_um
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 # channel -> quantity -> (low, high) measured on real 3M/6M samples
 REAL_INTENSITY = {

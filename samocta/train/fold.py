@@ -36,7 +36,6 @@ if TYPE_CHECKING:
     from samocta.data import Dataset, Sample, Split
     from samocta.model import LoRASam
     from samocta.model.speed import Precision
-    from samocta.prompts import PromptSpec
     from samocta.train.dataset import SegmentationDataset
 
 # Salt of the per-epoch stream that orders batches and draws the no-prompt samples. The dataset's
