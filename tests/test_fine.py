@@ -61,6 +61,22 @@ def test_the_mask_is_drawn_at_the_images_own_pixels(img_size, shape):
     assert torch.allclose(f0[..., 4:-4, 4:-5], f1[..., 4:-4, 5:-4], atol=1e-5)
 
 
+def test_a_fine_model_refuses_a_decode_that_would_drop_its_correction():
+    model = _model(True)
+    _wake(model)
+    with torch.no_grad():
+        embedding = model.embed(_images((1, 96, 96, 3)))
+        with pytest.raises(InputError, match="full_size=True"):  # SAM's grid alone is not this model's mask
+            model.decode(embedding, [POINTS[0][0]], [POINTS[1][0]], full_size=False)
+        from samocta.model.promptable import Embedding
+
+        plain = Embedding(embedding.features, embedding.input_size, embedding.original_size)  # no stem features
+        with pytest.raises(InputError, match="its own embed"):
+            model.decode(plain, [POINTS[0][0]], [POINTS[1][0]])
+        part = embedding.rows([0])  # a subset keeps its stem features
+        assert torch.equal(part.fine, embedding.fine[[0]])
+
+
 def test_the_correction_is_read_by_the_selected_mask_token_and_so_follows_the_prompt():
     model = _model(True)
     _wake(model)

@@ -48,7 +48,7 @@ class Embedding:
     features: torch.Tensor
     input_size: tuple[int, int]
     original_size: tuple[int, int]
-    fine: torch.Tensor | None = None  # (B, width, H, W): the fine path's stem features (samocta.model.fine), if any
+    fine: torch.Tensor | None = None
 
     def rows(self, index: Sequence[int] | torch.Tensor) -> "Embedding":
         """The embeddings of some of the images, in the order given."""
@@ -365,7 +365,8 @@ class PromptableSam(nn.Module):
                 (dropped).
             mask_rule: one of ``MASK_RULES``; default the model's ``mask_rule``.
             full_size: upsample the selected mask to the original size (False: ``logits`` stays at
-                the decoder's low resolution, cheaper for training at low resolution).
+                the decoder's low resolution, cheaper for training at low resolution; refused by a model
+                with the fine path, whose mask exists only at the images' own size).
             mask_input: ``(B, 1, 4E, 4E)`` the low-resolution logits of each image's previous decode
                 (``MaskOutput.selected_low_res``), fed back as SAM's mask prompt; None: no mask prompt.
 
@@ -382,7 +383,9 @@ class PromptableSam(nn.Module):
             raise InputError(f"need one prompt per image: {feats.shape[0]} embeddings, {len(prompts)} prompts")
         if mask_input is not None and mask_input.shape[0] != feats.shape[0]:
             raise InputError(f"need one mask_input per image: {feats.shape[0]} embeddings, {mask_input.shape[0]} masks")
-        fine = self.fine_path is not None and full_size  # the fine path draws at the images' own size
+        fine = self.fine_path is not None  # the fine path draws at the images' own size
+        if fine and not full_size:  # SAM's grid alone would be a mask the fine model never draws
+            raise InputError("this model draws its masks on the fine path, at the images' own size: decode with full_size=True")
         if fine and embedding.fine is None:
             raise InputError("this model draws its masks on the fine path: decode embeddings made by its own embed()")
         groups: dict[int, list[int]] = {}
